@@ -1,0 +1,530 @@
+//! The ETL engine: runs a mapping pack over source tables and writes CDM tables.
+//!
+//! A run has these stages:
+//! 1. load and lint the pack, check that every source file has the declared columns;
+//! 2. load the vocabulary (cached as Parquet by `omop-vocab`);
+//! 3. run the rules of *keyed* tables (tables other rules point to with `ref()`, such as
+//!    person, visit_occurrence or provider) in dependency order, assigning their ids from the
+//!    sorted source keys, so that the same input always gives the same ids;
+//! 4. run every other rule, then assign ids per table, ordered by person, rule and source row;
+//! 5. derive observation_period, the eras and cdm_source;
+//! 6. write everything (tables, lineage, quarantine, `report.json`) into a temporary folder
+//!    next to the output and swap it into place only when all of it succeeded.
+
+mod derive;
+mod output;
+pub mod report;
+mod rule;
+mod source;
+mod vocab;
+
+pub use report::RunReport;
+pub use vocab::VocabTables;
+
+use crate::cdm::{self, CdmVersion, TableSpec};
+use crate::expr::{self, Ast};
+use crate::mapping::{self, Pack, PackError, Rule, slots};
+use polars::prelude::*;
+use report::{SourceReport, StageTime};
+use rule::{KEY, RULE};
+use source::{ROW, SourceTable};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// An error that stops an ETL run. The previous output is left as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum EtlError {
+    /// The pack could not be read or has lint errors.
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    /// A source file is missing a declared column.
+    #[error("{file}: missing column `{column}` (the file has: {found})")]
+    MissingColumn {
+        /// The source file.
+        file: PathBuf,
+        /// The missing column.
+        column: String,
+        /// The header found.
+        found: String,
+    },
+    /// A source file cannot be read.
+    #[error("{file}: {message}")]
+    Source {
+        /// The source file.
+        file: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The vocabulary could not be loaded.
+    #[error("vocabulary: {0}")]
+    Vocab(String),
+    /// A rule failed.
+    #[error("rule {rule}: {message}")]
+    Rule {
+        /// The rule id.
+        rule: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A data operation failed.
+    #[error("{stage}: {message}")]
+    Data {
+        /// Where.
+        stage: String,
+        /// The polars error.
+        message: String,
+    },
+    /// Writing the output failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+pub(crate) fn polars_err(stage: &str, e: PolarsError) -> EtlError {
+    EtlError::Data {
+        stage: stage.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct EtlOptions {
+    /// The pack folder (or its `pack.yaml`).
+    pub pack: PathBuf,
+    /// The folder with the source files.
+    pub source: PathBuf,
+    /// The vocabulary folder.
+    pub vocab: PathBuf,
+    /// Where the vocabulary's Parquet cache goes (default: inside the vocabulary folder, or
+    /// a folder next to the output when that is read-only).
+    pub vocab_cache: Option<PathBuf>,
+    /// The output folder; replaced as a whole when the run succeeds.
+    pub out: PathBuf,
+}
+
+/// Runs a pack. On success the output folder holds the CDM tables and `_omopkit/`.
+pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
+    let started = Instant::now();
+    let mut stages = Vec::new();
+    let mut stage = |name: &str, t: Instant| {
+        stages.push(StageTime {
+            stage: name.to_string(),
+            seconds: t.elapsed().as_secs_f64(),
+        })
+    };
+
+    let t = Instant::now();
+    let (pack, warnings) = mapping::load_and_lint(&opts.pack)?;
+    let mut sources = BTreeMap::new();
+    for rule in &pack.rules {
+        if !sources.contains_key(&rule.source) {
+            let src = &pack.sources[&rule.source];
+            sources.insert(rule.source.clone(), SourceTable::open(src, &opts.source)?);
+        }
+    }
+    stage("pack and sources", t);
+
+    let t = Instant::now();
+    let vocab = VocabTables::load(&opts.vocab, opts.vocab_cache.as_deref(), &opts.out)?;
+    stage("vocabulary", t);
+
+    let staging = output::Staging::create(&opts.out)?;
+    let mut run = Run {
+        pack: &pack,
+        vocab: &vocab,
+        sources: &sources,
+        staging: &staging,
+        keymaps: HashMap::new(),
+        report: Vec::new(),
+        tables: BTreeMap::new(),
+        derived_inputs: HashMap::new(),
+    };
+
+    // Keyed tables first, in dependency order; then everything else.
+    let (keyed_order, other_rules) = plan(&pack)?;
+    for table in &keyed_order {
+        let t = Instant::now();
+        let rules: Vec<(u32, &Rule)> = pack
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| &r.table == table)
+            .map(|(i, r)| (i as u32, r))
+            .collect();
+        let mut frames = Vec::new();
+        for (idx, rule) in rules {
+            frames.extend(run.rule(idx, rule)?);
+        }
+        let spec = table_spec(table)?;
+        run.finish_table(spec, frames.into_iter().map(|(_, f)| f).collect(), true)?;
+        stage(&format!("table {table}"), t);
+    }
+    let t = Instant::now();
+    let mut by_table: BTreeMap<&'static str, Vec<DataFrame>> = BTreeMap::new();
+    for idx in other_rules {
+        let rule = &pack.rules[idx as usize];
+        for (spec, frame) in run.rule(idx, rule)? {
+            by_table.entry(spec.name).or_default().push(frame);
+        }
+    }
+    stage("event rules", t);
+    let t = Instant::now();
+    for (table, frames) in by_table {
+        run.finish_table(table_spec(table)?, frames, false)?;
+    }
+    stage("ids and writing", t);
+
+    let t = Instant::now();
+    run.derive()?;
+    stage("derived tables", t);
+
+    let t = Instant::now();
+    let written: BTreeMap<String, u64> = run.tables.clone();
+    for spec in cdm::tables(CdmVersion::V54) {
+        if spec.schema == cdm::TableSchema::Cdm && !written.contains_key(spec.name) {
+            let empty = DataFrame::empty_with_schema(&spec.polars_schema());
+            staging.write_parquet(&format!("{}.parquet", spec.name), &mut empty.clone())?;
+        }
+    }
+    let report = RunReport::new(
+        &pack,
+        vocab.version.clone(),
+        run.report,
+        written,
+        warnings.iter().map(|w| w.to_string()).collect(),
+        stages,
+        started,
+    );
+    staging.write_json("_omopkit/report.json", &report)?;
+    staging.commit()?;
+    let _ = t;
+    Ok(report)
+}
+
+fn table_spec(name: &str) -> Result<&'static TableSpec, EtlError> {
+    cdm::table(CdmVersion::V54, name).ok_or_else(|| EtlError::Rule {
+        rule: "-".into(),
+        message: format!("unknown CDM table `{name}`"),
+    })
+}
+
+/// CDM tables referred to by a rule: `ref(table, ...)` calls and `person`.
+fn rule_refs(rule: &Rule) -> BTreeSet<String> {
+    fn walk(ast: &Ast, out: &mut BTreeSet<String>) {
+        match ast {
+            Ast::Call(name, args) => {
+                if name == "ref" {
+                    if let Some(Ast::Column(t) | Ast::Lit(expr::Lit::Str(t))) = args.first() {
+                        out.insert(t.clone());
+                    }
+                }
+                args.iter().for_each(|a| walk(a, out));
+            }
+            Ast::Neg(a) | Ast::Not(a) | Ast::IsNull { expr: a, .. } | Ast::In { expr: a, .. } => {
+                walk(a, out)
+            }
+            Ast::Binary(_, a, b) => {
+                walk(a, out);
+                walk(b, out);
+            }
+            Ast::Column(_) | Ast::Lit(_) | Ast::Map(_) => {}
+        }
+    }
+    let mut out = BTreeSet::new();
+    let texts = rule
+        .filter
+        .iter()
+        .chain(&rule.key)
+        .chain(&rule.person)
+        .chain(rule.fields.values())
+        .chain(rule.table_fields.values().flat_map(|m| m.values()));
+    for text in texts {
+        if let Ok(ast) = expr::parse(text) {
+            walk(&ast, &mut out);
+        }
+    }
+    if rule.person.is_some() {
+        out.insert("person".into());
+    }
+    out
+}
+
+/// The keyed tables in dependency order, and the indexes of the other rules.
+fn plan(pack: &Pack) -> Result<(Vec<String>, Vec<u32>), EtlError> {
+    let keyed: BTreeSet<String> = pack
+        .rules
+        .iter()
+        .filter(|r| r.key.is_some())
+        .map(|r| r.table.clone())
+        .collect();
+    let mut deps: BTreeMap<String, BTreeSet<String>> =
+        keyed.iter().map(|t| (t.clone(), BTreeSet::new())).collect();
+    for rule in pack.rules.iter().filter(|r| keyed.contains(&r.table)) {
+        let refs = rule_refs(rule);
+        if let Some(d) = deps.get_mut(&rule.table) {
+            d.extend(refs.into_iter().filter(|t| t != &rule.table));
+        }
+    }
+    let mut order: Vec<String> = Vec::new();
+    while order.len() < keyed.len() {
+        let ready: Vec<String> = deps
+            .iter()
+            .filter(|(t, d)| {
+                !order.contains(t) && d.iter().all(|x| order.contains(x) || !keyed.contains(x))
+            })
+            .map(|(t, _)| t.clone())
+            .collect();
+        if ready.is_empty() {
+            let stuck: Vec<&String> = keyed.iter().filter(|t| !order.contains(t)).collect();
+            return Err(EtlError::Rule {
+                rule: "-".into(),
+                message: format!(
+                    "the tables {stuck:?} refer to each other with ref(); break the cycle"
+                ),
+            });
+        }
+        order.extend(ready);
+    }
+    let others = pack
+        .rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !keyed.contains(&r.table))
+        .map(|(i, _)| i as u32)
+        .collect();
+    Ok((order, others))
+}
+
+/// The state of one run.
+struct Run<'a> {
+    pack: &'a Pack,
+    vocab: &'a VocabTables,
+    sources: &'a BTreeMap<String, SourceTable>,
+    staging: &'a output::Staging,
+    keymaps: HashMap<String, DataFrame>,
+    report: Vec<SourceReport>,
+    tables: BTreeMap<String, u64>,
+    /// Narrow projections of written tables that derived tables need.
+    derived_inputs: HashMap<&'static str, DataFrame>,
+}
+
+impl Run<'_> {
+    fn rule(
+        &mut self,
+        idx: u32,
+        rule: &Rule,
+    ) -> Result<Vec<(&'static TableSpec, DataFrame)>, EtlError> {
+        let source = &self.sources[&rule.source];
+        let t = Instant::now();
+        let result = rule::run_rule(idx, rule, source, self.vocab, &self.keymaps)?;
+        let rejected_rows: u64 = result.rejected_by_reason.values().sum();
+        let filtered_rows: u64 = result.filtered_by_reason.values().sum();
+        if result.read != result.written + rejected_rows + filtered_rows {
+            return Err(EtlError::Rule {
+                rule: rule.id.clone(),
+                message: format!(
+                    "internal accounting error: read {} != written {} + rejected {} + filtered {}",
+                    result.read, result.written, rejected_rows, filtered_rows
+                ),
+            });
+        }
+        if rejected_rows > 0 {
+            output::write_quarantine(self.staging, rule, source, &result.rejected)?;
+        }
+        self.report.push(SourceReport {
+            rule: rule.id.clone(),
+            source: rule.source.clone(),
+            file: source.file.clone(),
+            rows_read: result.read,
+            rows_written: result.written,
+            rows_rejected: rejected_rows,
+            rows_filtered: filtered_rows,
+            rejected_by_reason: result.rejected_by_reason,
+            filtered_by_reason: result.filtered_by_reason,
+            coverage: result.coverage,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        Ok(result.outputs)
+    }
+
+    /// Assigns ids, writes the table and its lineage, and keeps what later stages need.
+    fn finish_table(
+        &mut self,
+        spec: &'static TableSpec,
+        frames: Vec<DataFrame>,
+        keyed: bool,
+    ) -> Result<(), EtlError> {
+        let stage = format!("table {}", spec.name);
+        let frames: Vec<LazyFrame> = frames.into_iter().map(|f| f.lazy()).collect();
+        let mut lf = concat(
+            frames,
+            UnionArgs {
+                diagonal: true,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| polars_err(&stage, e))?;
+        let mut order: Vec<Expr> = Vec::new();
+        if keyed {
+            order.push(col(KEY));
+        } else if spec.field("person_id").is_some() {
+            order.push(col("person_id"));
+        }
+        order.extend([col(RULE), col(ROW)]);
+        if let Some(c) = slots::slot_column(spec.name, "concept_id") {
+            order.push(col(c));
+        }
+        lf = lf.sort_by_exprs(
+            order,
+            SortMultipleOptions::default()
+                .with_nulls_last(true)
+                .with_maintain_order(true),
+        );
+        if keyed {
+            // Rows with the same key are one CDM row (e.g. one location shared by many people).
+            lf = lf.unique_stable_generic(Some(vec![col(KEY)]), UniqueKeepStrategy::First);
+        }
+        if let Some(pk) = spec.primary_key() {
+            lf = lf
+                .with_row_index("__id", Some(1))
+                .with_column(col("__id").cast(pk.polars_dtype()).alias(pk.name))
+                .drop(cols(["__id"]));
+        }
+        let df = lf.collect().map_err(|e| polars_err(&stage, e))?;
+        if keyed {
+            if let Some(pk) = spec.primary_key() {
+                // The key map keeps the whole row, so `ref(table, key, 'column')` can read any column.
+                let map = df
+                    .clone()
+                    .lazy()
+                    .select([
+                        col(KEY).alias("key"),
+                        col(pk.name).alias("id"),
+                        all().exclude_cols([KEY, RULE, ROW]).as_expr(),
+                    ])
+                    .collect();
+                self.keymaps.insert(
+                    spec.name.to_string(),
+                    map.map_err(|e| polars_err(&stage, e))?,
+                );
+            }
+        }
+        self.write_table(spec, df)
+    }
+
+    fn write_table(&mut self, spec: &'static TableSpec, df: DataFrame) -> Result<(), EtlError> {
+        let stage = format!("table {}", spec.name);
+        let names: Vec<&str> = spec.fields.iter().map(|f| f.name).collect();
+        let mut table = df.select(names).map_err(|e| polars_err(&stage, e))?;
+        if df.column(RULE).is_ok() {
+            let mut lineage = output::lineage(self.pack, self.sources, spec, &df)?;
+            self.staging.write_parquet(
+                &format!("_omopkit/lineage/{}.parquet", spec.name),
+                &mut lineage,
+            )?;
+        }
+        self.keep_for_derived(spec, &table)?;
+        self.tables
+            .insert(spec.name.to_string(), table.height() as u64);
+        self.staging
+            .write_parquet(&format!("{}.parquet", spec.name), &mut table)
+    }
+
+    fn keep_for_derived(
+        &mut self,
+        spec: &'static TableSpec,
+        table: &DataFrame,
+    ) -> Result<(), EtlError> {
+        let wanted_for_period = self
+            .pack
+            .observation_period
+            .as_ref()
+            .is_some_and(|p| p.from.iter().any(|t| t == spec.name));
+        let eras = self.pack.eras.as_ref();
+        let wanted_for_era = (spec.name == "condition_occurrence"
+            && eras.is_some_and(|e| e.condition_era.is_some()))
+            || (spec.name == "drug_exposure" && eras.is_some_and(|e| e.drug_era.is_some()));
+        if !wanted_for_period && !wanted_for_era {
+            return Ok(());
+        }
+        let slot = |s: &str| slots::slot_column(spec.name, s);
+        let mut sel = vec![col("person_id")];
+        sel.push(
+            slot("start_date")
+                .map_or(lit(NULL).cast(DataType::Date), col)
+                .alias("start"),
+        );
+        sel.push(
+            slot("end_date")
+                .map_or(lit(NULL).cast(DataType::Date), col)
+                .alias("end"),
+        );
+        sel.push(slot("concept_id").map_or(lit(0), col).alias("concept_id"));
+        if spec.name == "drug_exposure" {
+            sel.push(col("days_supply"));
+        }
+        let narrow = table
+            .clone()
+            .lazy()
+            .select(sel)
+            .collect()
+            .map_err(|e| polars_err("derived inputs", e))?;
+        self.derived_inputs.insert(spec.name, narrow);
+        Ok(())
+    }
+
+    fn derive(&mut self) -> Result<(), EtlError> {
+        if let Some(p) = &self.pack.observation_period {
+            let spans: Vec<LazyFrame> = p
+                .from
+                .iter()
+                .filter_map(|t| self.derived_inputs.get(t.as_str()))
+                .map(|df| {
+                    df.clone()
+                        .lazy()
+                        .select([col("person_id"), col("start"), col("end")])
+                })
+                .collect();
+            if !spans.is_empty() {
+                let df = derive::observation_period(spans, p.period_type_concept_id)?;
+                self.write_table(table_spec("observation_period")?, df)?;
+            }
+        }
+        if let Some(eras) = &self.pack.eras {
+            if let (Some(e), Some(occ)) = (
+                &eras.condition_era,
+                self.derived_inputs.get("condition_occurrence"),
+            ) {
+                let df = derive::condition_era(occ.clone().lazy(), e.gap_days)?;
+                self.write_table(table_spec("condition_era")?, df)?;
+            }
+            if let (Some(e), Some(exp)) = (&eras.drug_era, self.derived_inputs.get("drug_exposure"))
+            {
+                let df = derive::drug_era(
+                    exp.clone().lazy(),
+                    self.vocab.ingredients.clone().lazy(),
+                    e.gap_days,
+                )?;
+                self.write_table(table_spec("drug_era")?, df)?;
+            }
+        }
+        if let Some(info) = &self.pack.cdm_source {
+            let today = chrono::Utc::now().date_naive();
+            let df = output::cdm_source(info, self.vocab.version.as_deref(), today)
+                .map_err(|e| polars_err("cdm_source", e))?;
+            self.write_table(table_spec("cdm_source")?, df)?;
+        }
+        Ok(())
+    }
+}
+
+/// Path helper for tests and callers: the report file inside an output folder.
+pub fn report_path(out: &Path) -> PathBuf {
+    out.join("_omopkit").join("report.json")
+}

@@ -1,0 +1,252 @@
+//! Output: a staging folder that replaces the output folder only when the run succeeded,
+//! Parquet writing, lineage, quarantine and the cdm_source row.
+
+use super::rule::{KEY, REJECT, RULE, TABLE};
+use super::source::{ROW, SourceTable};
+use super::{EtlError, polars_err};
+use crate::cdm::TableSpec;
+use crate::mapping::{CdmSourceInfo, Pack, Rule};
+use polars::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A temporary folder next to the output (`<out>.tmp-<pid>`), renamed over the output by
+/// [`Staging::commit`]. Dropping it without a commit removes it, so a failed run leaves the
+/// previous output untouched.
+pub struct Staging {
+    dir: PathBuf,
+    out: PathBuf,
+    committed: std::cell::Cell<bool>,
+}
+
+impl Staging {
+    /// Creates the staging folder, removing leftovers of interrupted runs.
+    pub fn create(out: &Path) -> Result<Self, EtlError> {
+        let io = |path: &Path, source| EtlError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let name = out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into());
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
+        if let Ok(entries) = std::fs::read_dir(&parent) {
+            let prefix = format!("{name}.tmp-");
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = parent.join(format!("{name}.tmp-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("_omopkit")).map_err(|e| io(&dir, e))?;
+        Ok(Self {
+            dir,
+            out: out.to_path_buf(),
+            committed: std::cell::Cell::new(false),
+        })
+    }
+
+    /// Writes a frame as Parquet at `rel` inside the staging folder.
+    pub fn write_parquet(&self, rel: &str, df: &mut DataFrame) -> Result<(), EtlError> {
+        let path = self.dir.join(rel);
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p).map_err(|e| EtlError::Io {
+                path: p.to_path_buf(),
+                source: e,
+            })?;
+        }
+        let file = std::fs::File::create(&path).map_err(|e| EtlError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        ParquetWriter::new(file)
+            .with_compression(ParquetCompression::Zstd(None))
+            .finish(df)
+            .map_err(|e| polars_err(&format!("writing {}", path.display()), e))?;
+        Ok(())
+    }
+
+    /// Writes a JSON document at `rel` inside the staging folder.
+    pub fn write_json<T: serde::Serialize>(&self, rel: &str, value: &T) -> Result<(), EtlError> {
+        let path = self.dir.join(rel);
+        let text = serde_json::to_string_pretty(value).map_err(|e| EtlError::Data {
+            stage: "report".into(),
+            message: e.to_string(),
+        })?;
+        std::fs::write(&path, text + "\n").map_err(|e| EtlError::Io { path, source: e })
+    }
+
+    /// Replaces the output folder with the staging folder.
+    pub fn commit(&self) -> Result<(), EtlError> {
+        let io = |path: &Path, source| EtlError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let old = self.out.with_file_name(format!(
+            "{}.old-{}",
+            self.out
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        let had_old = self.out.exists();
+        if had_old {
+            std::fs::rename(&self.out, &old).map_err(|e| io(&self.out, e))?;
+        }
+        if let Err(e) = std::fs::rename(&self.dir, &self.out) {
+            if had_old {
+                let _ = std::fs::rename(&old, &self.out);
+            }
+            return Err(io(&self.out, e));
+        }
+        self.committed.set(true);
+        if had_old {
+            std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed.get() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Lineage of a written table: the row's id (or position), rule id, source file and row.
+pub fn lineage(
+    pack: &Pack,
+    sources: &BTreeMap<String, SourceTable>,
+    spec: &TableSpec,
+    df: &DataFrame,
+) -> Result<DataFrame, EtlError> {
+    let rules: Vec<u32> = (0..pack.rules.len() as u32).collect();
+    let ids: Vec<&str> = pack.rules.iter().map(|r| r.id.as_str()).collect();
+    let files: Vec<&str> = pack
+        .rules
+        .iter()
+        .map(|r| sources.get(&r.source).map_or("", |s| s.file.as_str()))
+        .collect();
+    let lookup = DataFrame::new(
+        rules.len(),
+        vec![
+            Column::new(RULE.into(), rules),
+            Column::new("rule_id".into(), ids),
+            Column::new("source_file".into(), files),
+        ],
+    )
+    .map_err(|e| polars_err("lineage", e))?;
+    let (base, id) = match spec.primary_key() {
+        Some(pk) => (df.clone().lazy(), col(pk.name)),
+        None => (
+            df.clone().lazy().with_row_index("row", Some(0)),
+            col("row").cast(DataType::Int64),
+        ),
+    };
+    let mut sel = vec![
+        id,
+        col("rule_id"),
+        col("source_file"),
+        col(ROW).alias("source_row"),
+    ];
+    if df.column(KEY).is_ok() {
+        sel.push(col(KEY).alias("source_key"));
+    }
+    let args = JoinArgs {
+        maintain_order: MaintainOrderJoin::Left,
+        ..JoinArgs::new(JoinType::Left)
+    };
+    base.join(lookup.lazy(), [col(RULE)], [col(RULE)], args)
+        .select(sel)
+        .collect()
+        .map_err(|e| polars_err("lineage", e))
+}
+
+/// Writes the rejected source rows of a rule, with their declared columns, to
+/// `_omopkit/quarantine/<rule>.parquet`.
+pub fn write_quarantine(
+    staging: &Staging,
+    rule: &Rule,
+    source: &SourceTable,
+    rejected: &DataFrame,
+) -> Result<(), EtlError> {
+    let reasons = rejected.clone().lazy().group_by_stable([col(ROW)]).agg([
+        col(TABLE).first().alias("_table"),
+        col(REJECT).first().alias("_reason"),
+    ]);
+    let mut sel: Vec<Expr> = vec![
+        lit(source.file.as_str()).alias("_source_file"),
+        col(ROW).alias("_source_row"),
+        col("_table"),
+        col("_reason"),
+    ];
+    sel.extend(source.columns.iter().map(|c| col(c.as_str())));
+    let mut df = source
+        .scan()?
+        .join(
+            reasons,
+            [col(ROW)],
+            [col(ROW)],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .select(sel)
+        .sort(["_source_row"], SortMultipleOptions::default())
+        .collect()
+        .map_err(|e| polars_err(&format!("quarantine of rule {}", rule.id), e))?;
+    staging.write_parquet(&format!("_omopkit/quarantine/{}.parquet", rule.id), &mut df)
+}
+
+/// The single cdm_source row.
+pub fn cdm_source(
+    info: &CdmSourceInfo,
+    vocabulary_version: Option<&str>,
+    today: chrono::NaiveDate,
+) -> PolarsResult<DataFrame> {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let day = (today - epoch).num_days() as i32;
+    let date = |name: &str| {
+        Int32Chunked::from_vec(name.into(), vec![day])
+            .into_date()
+            .into_column()
+    };
+    DataFrame::new(
+        1,
+        vec![
+            Column::new("cdm_source_name".into(), [info.cdm_source_name.as_str()]),
+            Column::new(
+                "cdm_source_abbreviation".into(),
+                [info.cdm_source_abbreviation.as_str()],
+            ),
+            Column::new("cdm_holder".into(), [info.cdm_holder.as_str()]),
+            Column::new(
+                "source_description".into(),
+                [info.source_description.as_str()],
+            ),
+            Column::new(
+                "source_documentation_reference".into(),
+                [info.source_documentation_reference.as_str()],
+            ),
+            Column::new(
+                "cdm_etl_reference".into(),
+                [info.cdm_etl_reference.as_str()],
+            ),
+            date("source_release_date"),
+            date("cdm_release_date"),
+            Column::new("cdm_version".into(), ["5.4"]),
+            Column::new("cdm_version_concept_id".into(), [798878i32]),
+            Column::new(
+                "vocabulary_version".into(),
+                [vocabulary_version.unwrap_or("unknown")],
+            ),
+        ],
+    )
+}

@@ -1,0 +1,669 @@
+//! Execution of one mapping rule: a source table becomes rows of one or more CDM tables.
+//!
+//! The whole rule is one lazy polars plan. Rows are never removed inside the plan:
+//! they are flagged (`__drop` for rows filtered by an explicit rule, `__reject` for
+//! rows that break a check), so that every source row can be accounted for after
+//! the plan has run.
+
+use super::source::{ROW, SourceTable};
+use super::{EtlError, VocabTables, polars_err};
+use crate::cdm::{self, CdmVersion, TableSpec};
+use crate::expr::{self, Ast, Compiler, JoinKind};
+use crate::mapping::{
+    Rule, Unmapped, Unrouted, lint::VIRTUAL_COLUMNS, lint::engine_filled, lint::field_for,
+    lint::rule_tables, slots,
+};
+use polars::prelude::*;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+pub(crate) const TABLE: &str = "__table";
+pub(crate) const DROP: &str = "__drop";
+pub(crate) const REJECT: &str = "__reject";
+pub(crate) const KEY: &str = "__key";
+pub(crate) const RULE: &str = "__rule";
+const CODE: &str = "__code";
+
+/// What one rule produced.
+pub struct RuleResult {
+    /// Rows for each CDM table, with the table's columns (primary key still null) plus
+    /// `__rule`, `__row` and, for keyed rules, `__key`.
+    pub outputs: Vec<(&'static TableSpec, DataFrame)>,
+    /// Rejected rows: `__row`, `__table`, `__reject`.
+    pub rejected: DataFrame,
+    /// Source rows read.
+    pub read: u64,
+    /// Source rows that produced at least one CDM row.
+    pub written: u64,
+    /// Source rows rejected (none of their CDM rows was written), by reason.
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Source rows filtered out by an explicit rule, by reason.
+    pub filtered_by_reason: BTreeMap<String, u64>,
+    /// Mapping coverage of the rule's code look-up.
+    pub coverage: Option<Coverage>,
+}
+
+/// How well a rule's codes map to standard concepts.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Coverage {
+    /// The expression giving the code.
+    pub code: String,
+    /// The vocabularies searched.
+    pub vocabularies: String,
+    /// Source rows with a code.
+    pub records: u64,
+    /// Of those, rows mapped to a standard concept.
+    pub records_mapped: u64,
+    /// Distinct codes.
+    pub codes: u64,
+    /// Of those, codes mapped to a standard concept.
+    pub codes_mapped: u64,
+    /// The most frequent unmapped codes with their row counts.
+    pub top_unmapped: Vec<(String, u64)>,
+}
+
+/// Runs `rule` (index `rule_idx` in the pack) over `source`.
+pub fn run_rule(
+    rule_idx: u32,
+    rule: &Rule,
+    source: &SourceTable,
+    vocab: &VocabTables,
+    keymaps: &HashMap<String, DataFrame>,
+) -> Result<RuleResult, EtlError> {
+    let ctx = |m: String| EtlError::Rule {
+        rule: rule.id.clone(),
+        message: m,
+    };
+    let mut lf = source.scan()?;
+    let mut columns: BTreeSet<String> = source.columns.iter().cloned().collect();
+    let mut drop_reasons: Vec<(Expr, String)> = Vec::new();
+
+    // 1. Code look-up, routing and the unmapped policy.
+    if let Some(c) = &rule.concept {
+        columns.extend(VIRTUAL_COLUMNS.iter().map(|c| c.to_string()));
+        let mut comp = Compiler::new(&columns, "__c");
+        let code = compile_text(&mut comp, &c.code).map_err(&ctx)?;
+        lf = lf.with_column(code.cast(DataType::String).alias(CODE));
+        let codes = vocab.codes.clone().lazy();
+        if let Some(vf) = &c.vocabulary_from {
+            let v = compile_text(&mut comp, vf).map_err(&ctx)?;
+            lf = lf.with_column(v.cast(DataType::String).alias("__mv"));
+            let right = codes
+                .select([
+                    col("vocabulary_id").alias("__cv"),
+                    col("concept_code").alias("__cc"),
+                    col("concept_id").alias("_source_concept_id"),
+                ])
+                .unique_stable_generic(
+                    Some(vec![col("__cv"), col("__cc")]),
+                    UniqueKeepStrategy::First,
+                );
+            lf = lf.join(
+                right,
+                [col("__mv"), col(CODE)],
+                [col("__cv"), col("__cc")],
+                JoinArgs::new(JoinType::Left),
+            );
+        } else {
+            // The first listed vocabulary that has the code wins.
+            let rank = expr::case_when(
+                c.vocabularies
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (col("vocabulary_id").eq(lit(v.as_str())), lit(i as u32)))
+                    .collect(),
+                lit(NULL).cast(DataType::UInt32),
+            );
+            let right = codes
+                .with_column(rank.alias("__rank"))
+                .filter(col("__rank").is_not_null())
+                .sort(
+                    ["__rank"],
+                    SortMultipleOptions::default().with_maintain_order(true),
+                )
+                .select([
+                    col("concept_code").alias("__cc"),
+                    col("vocabulary_id").alias("__mv"),
+                    col("concept_id").alias("_source_concept_id"),
+                ])
+                .unique_stable_generic(Some(vec![col("__cc")]), UniqueKeepStrategy::First);
+            lf = lf.join(
+                right,
+                [col(CODE)],
+                [col("__cc")],
+                JoinArgs::new(JoinType::Left),
+            );
+        }
+        let maps = vocab.maps.clone().lazy().select([
+            col("vocabulary_id").alias("__mv2"),
+            col("concept_code").alias("__mc"),
+            col("target_concept_id").alias("_concept_id"),
+            col("target_domain_id").alias("_domain_id"),
+            col("valid_start_date").alias("__mvs"),
+            col("valid_end_date").alias("__mve"),
+        ]);
+        lf = lf
+            .join(
+                maps,
+                [col("__mv"), col(CODE)],
+                [col("__mv2"), col("__mc")],
+                JoinArgs::new(JoinType::Left),
+            )
+            .drop(cols(["__mv"]));
+        if let Some(at) = &c.valid_at {
+            let at = compile_text(&mut comp, at).map_err(&ctx)?;
+            let valid = col("__mvs")
+                .lt_eq(at.clone())
+                .and(col("__mve").gt_eq(at))
+                .fill_null(lit(true));
+            lf = lf
+                .with_columns([
+                    when(valid.clone())
+                        .then(col("_concept_id"))
+                        .otherwise(lit(NULL).cast(DataType::Int32))
+                        .alias("_concept_id"),
+                    when(valid)
+                        .then(col("_domain_id"))
+                        .otherwise(lit(NULL).cast(DataType::String))
+                        .alias("_domain_id"),
+                ])
+                .filter(
+                    col("_concept_id").is_not_null().or(col("_concept_id")
+                        .is_not_null()
+                        .any(true)
+                        .over([col(ROW)])
+                        .map_err(|e| polars_err(&rule.id, e))?
+                        .not()),
+                )
+                .unique_stable_generic(
+                    Some(vec![col(ROW), col("_concept_id")]),
+                    UniqueKeepStrategy::First,
+                );
+        }
+        lf = lf.drop(cols(["__mvs", "__mve"]));
+        let route = expr::case_when(
+            c.domains
+                .iter()
+                .map(|(d, t)| (col("_domain_id").eq(lit(d.as_str())), lit(t.as_str())))
+                .collect(),
+            lit(rule.table.as_str()),
+        );
+        lf = lf.with_column(route.alias(TABLE));
+        if c.unrouted == Unrouted::Drop && !c.domains.is_empty() {
+            let mut routed = lit(false);
+            for d in c.domains.keys() {
+                routed = routed.or(col("_domain_id").eq(lit(d.as_str())));
+            }
+            drop_reasons.push((
+                col("_concept_id")
+                    .is_not_null()
+                    .and(routed.fill_null(lit(false)).not()),
+                "the standard concept's domain has no route (unrouted: drop)".into(),
+            ));
+        }
+        match c.unmapped {
+            Unmapped::Keep => {}
+            Unmapped::Drop => drop_reasons.push((
+                col("_concept_id").is_null(),
+                "no standard concept (unmapped: drop)".into(),
+            )),
+            Unmapped::DropUnknown => drop_reasons.push((
+                col("_source_concept_id").is_null(),
+                "code not in the vocabulary (unmapped: drop_unknown)".into(),
+            )),
+        }
+        if !comp.joins.is_empty() {
+            return Err(ctx(
+                "concept.code and concept.vocabulary_from cannot use look-up functions".into(),
+            ));
+        }
+    } else {
+        lf = lf.with_column(lit(rule.table.as_str()).alias(TABLE));
+    }
+
+    // 2. Compile every expression of the rule with one compiler, so look-ups are shared.
+    let mut comp = Compiler::new(&columns, "__j");
+    let filter = rule
+        .filter
+        .as_ref()
+        .map(|w| compile_text(&mut comp, w).map(|e| (e, w.clone())))
+        .transpose()
+        .map_err(&ctx)?;
+    let key = rule
+        .key
+        .as_ref()
+        .map(|k| compile_text(&mut comp, k))
+        .transpose()
+        .map_err(&ctx)?;
+    let person = match &rule.person {
+        Some(p) => {
+            let ast = expr::parse(p).map_err(|e| ctx(format!("person `{p}`: {e}")))?;
+            let call = Ast::Call(
+                "ref".into(),
+                vec![Ast::Lit(expr::Lit::Str("person".into())), ast],
+            );
+            Some(
+                comp.compile(&call, p)
+                    .map_err(|e| ctx(format!("person `{p}`: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    let tables: Vec<&'static TableSpec> = rule_tables(rule)
+        .into_iter()
+        .map(|t| {
+            cdm::table(CdmVersion::V54, t).ok_or_else(|| ctx(format!("unknown CDM table `{t}`")))
+        })
+        .collect::<Result<_, _>>()?;
+    // Field text → output column; one compiled column per distinct expression.
+    let mut field_cols: BTreeMap<String, String> = BTreeMap::new();
+    let mut field_exprs: Vec<Expr> = Vec::new();
+    for spec in &tables {
+        for f in spec.fields {
+            if let Some((_, text)) = field_for(rule, spec.name, f.name) {
+                if !field_cols.contains_key(text) {
+                    let e = compile_text(&mut comp, text)
+                        .map_err(|m| ctx(format!("{}.{}: {m}", spec.name, f.name)))?;
+                    let name = format!("__f{}", field_cols.len());
+                    field_exprs.push(e.alias(name.as_str()));
+                    field_cols.insert(text.to_string(), name);
+                }
+            }
+        }
+    }
+
+    // 3. Look-up joins, in the order they were requested (later keys may use earlier results).
+    for (n, j) in comp.joins.iter().enumerate() {
+        let k = format!("__jk{n}");
+        let v = format!("__jv{n}");
+        lf = lf.with_column(j.key.clone().alias(k.as_str()));
+        let right = match &j.kind {
+            JoinKind::Ref { table, column } => {
+                let map = keymaps.get(table).ok_or_else(|| ctx(format!("ref({table}, ...): {table} has no keyed rows yet (is a rule of {table} missing a `key`?)")))?;
+                let wanted = column.as_deref().unwrap_or("id");
+                if map.column(wanted).is_err() {
+                    return Err(ctx(format!(
+                        "ref({table}, ..., '{wanted}'): {table} has no column `{wanted}`"
+                    )));
+                }
+                lf = lf.join(
+                    map.clone().lazy().select([
+                        col("key").alias("__rk"),
+                        col(wanted).alias(j.output.as_str()),
+                    ]),
+                    [col(k.as_str())],
+                    [col("__rk")],
+                    JoinArgs::new(JoinType::Left),
+                );
+                lf = lf.drop(cols([k.as_str()]));
+                continue;
+            }
+            JoinKind::SourceConcept => vocab.codes.clone().lazy().select([
+                col("vocabulary_id").alias("__rv"),
+                col("concept_code").alias("__rc"),
+                col("concept_id").alias(j.output.as_str()),
+            ]),
+            JoinKind::StandardConcept => vocab
+                .maps
+                .clone()
+                .lazy()
+                .group_by([col("vocabulary_id"), col("concept_code")])
+                .agg([col("target_concept_id").min()])
+                .select([
+                    col("vocabulary_id").alias("__rv"),
+                    col("concept_code").alias("__rc"),
+                    col("target_concept_id").alias(j.output.as_str()),
+                ]),
+        };
+        let Some(vocab_expr) = &j.vocabulary else {
+            return Err(ctx("internal: concept look-up without a vocabulary".into()));
+        };
+        lf = lf.with_column(vocab_expr.clone().alias(v.as_str()));
+        let right = right.unique_stable_generic(
+            Some(vec![col("__rv"), col("__rc")]),
+            UniqueKeepStrategy::First,
+        );
+        lf = lf
+            .join(
+                right,
+                [col(v.as_str()), col(k.as_str())],
+                [col("__rv"), col("__rc")],
+                JoinArgs::new(JoinType::Left),
+            )
+            .drop(cols([k.as_str(), v.as_str()]));
+    }
+
+    // 4. Filters, keys, person and fields.
+    if let Some((f, text)) = filter {
+        drop_reasons.push((f.fill_null(lit(false)).not(), format!("where: {text}")));
+    }
+    let mut drop = lit(NULL).cast(DataType::String);
+    for (cond, reason) in drop_reasons.into_iter().rev() {
+        drop = when(cond).then(lit(reason)).otherwise(drop);
+    }
+    let mut with = vec![drop.alias(DROP)];
+    if let Some(k) = key {
+        with.push(k.cast(DataType::String).alias(KEY));
+    }
+    if let Some(p) = person {
+        with.push(p.alias("__person"));
+    }
+    with.extend(field_exprs);
+    let mut reject = lit(NULL).cast(DataType::String);
+    for chk in comp.checks.iter().rev() {
+        reject = when(chk.bad.clone())
+            .then(lit(chk.reason.clone()))
+            .otherwise(reject);
+    }
+    if rule.person.is_some() {
+        reject = when(col("__person").is_null())
+            .then(lit("no person with this source key"))
+            .otherwise(reject);
+    }
+    if rule.key.is_some() {
+        reject = when(col(KEY).is_null())
+            .then(lit("the row's key is empty"))
+            .otherwise(reject);
+    }
+    lf = lf.with_columns(with).with_column(reject.alias(REJECT));
+
+    let mut keep: Vec<Expr> = vec![col(ROW), col(TABLE), col(DROP), col(REJECT)];
+    if rule.key.is_some() {
+        keep.push(col(KEY));
+    }
+    if rule.person.is_some() {
+        keep.push(col("__person"));
+    }
+    if rule.concept.is_some() {
+        keep.extend([col(CODE), col("_concept_id"), col("_source_concept_id")]);
+    }
+    keep.extend(field_cols.values().map(|c| col(c.as_str())));
+    let df = lf
+        .select(keep)
+        .collect()
+        .map_err(|e| polars_err(&format!("rule {}", rule.id), e))?;
+
+    // 5. Per table: CDM columns, conversion and required-field checks.
+    let live = df.clone().lazy().filter(col(DROP).is_null());
+    let mut outputs = Vec::new();
+    let mut rejected_parts = vec![
+        df.clone()
+            .lazy()
+            .filter(col(DROP).is_null().and(col(REJECT).is_not_null()))
+            .select([col(ROW), col(TABLE), col(REJECT)]),
+    ];
+    for spec in &tables {
+        let mut out_cols: Vec<Expr> = Vec::new();
+        let mut checks: Vec<(Expr, Expr)> = Vec::new();
+        for f in spec.fields {
+            let dtype = f.polars_dtype();
+            let value = if let Some((_, text)) = field_for(rule, spec.name, f.name) {
+                let c = col(field_cols[text].as_str());
+                checks.push((
+                    c.clone()
+                        .is_not_null()
+                        .and(c.clone().cast(dtype.clone()).is_null()),
+                    lit(format!(
+                        "{}.{}: `{text}` does not convert to {dtype}",
+                        spec.name, f.name
+                    )),
+                ));
+                c.cast(dtype.clone())
+            } else if f.name == "person_id" && rule.person.is_some() {
+                col("__person").cast(dtype.clone())
+            } else if engine_filled(rule, spec, f.name) && !f.primary_key {
+                let slot = slots::SLOT_NAMES
+                    .iter()
+                    .find(|s| slots::slot_column(spec.name, s) == Some(f.name))
+                    .copied();
+                match slot {
+                    Some("concept_id") => col("_concept_id").fill_null(lit(0)).cast(dtype.clone()),
+                    Some("source_concept_id") => col("_source_concept_id")
+                        .fill_null(lit(0))
+                        .cast(dtype.clone()),
+                    Some("source_value") => col(CODE).cast(dtype.clone()),
+                    _ => lit(NULL).cast(dtype.clone()),
+                }
+            } else {
+                lit(NULL).cast(dtype.clone())
+            };
+            out_cols.push(value.alias(f.name));
+            if f.required && !f.primary_key {
+                checks.push((
+                    col(f.name).is_null(),
+                    lit(format!("required field {}.{} is empty", spec.name, f.name)),
+                ));
+            }
+        }
+        let mut extra = vec![col(ROW), col(REJECT)];
+        if rule.key.is_some() {
+            extra.push(col(KEY));
+        }
+        let table_lf = live
+            .clone()
+            .filter(col(TABLE).eq(lit(spec.name)))
+            .filter(col(REJECT).is_null());
+        let names: Vec<Expr> = spec
+            .fields
+            .iter()
+            .map(|f| col(f.name))
+            .chain(extra)
+            .collect();
+        let reason = expr::case_when(checks, lit(NULL).cast(DataType::String));
+        let projected = table_lf
+            .with_columns(out_cols)
+            .with_column(reason.alias(REJECT))
+            .select(names);
+        let frame = projected
+            .collect()
+            .map_err(|e| polars_err(&format!("rule {} → {}", rule.id, spec.name), e))?;
+        rejected_parts.push(
+            frame
+                .clone()
+                .lazy()
+                .filter(col(REJECT).is_not_null())
+                .select([col(ROW), lit(spec.name).alias(TABLE), col(REJECT)]),
+        );
+        let mut ok = frame
+            .lazy()
+            .filter(col(REJECT).is_null())
+            .drop(cols([REJECT]))
+            .with_column(lit(rule_idx).alias(RULE));
+        if let Some(d) = &rule.deduplicate {
+            let order: Vec<Expr> = d
+                .order
+                .iter()
+                .map(|c| col(c.as_str()))
+                .chain([col(ROW)])
+                .collect();
+            ok = ok
+                .sort_by_exprs(
+                    order,
+                    SortMultipleOptions::default()
+                        .with_nulls_last(true)
+                        .with_maintain_order(true),
+                )
+                .unique_stable_generic(
+                    Some(d.by.iter().map(|c| col(c.as_str())).collect()),
+                    UniqueKeepStrategy::First,
+                );
+        }
+        let ok = ok
+            .collect()
+            .map_err(|e| polars_err(&format!("rule {} → {}", rule.id, spec.name), e))?;
+        outputs.push((*spec, ok));
+    }
+    let rejected = concat(rejected_parts, UnionArgs::default())
+        .and_then(|l| l.collect())
+        .map_err(|e| polars_err(&format!("rule {}", rule.id), e))?;
+
+    // 6. Accounting: every source row is written, rejected or filtered, in that priority.
+    let mut status_parts: Vec<LazyFrame> = outputs
+        .iter()
+        .map(|(_, o)| {
+            o.clone().lazy().select([
+                col(ROW),
+                lit(0u8).alias("__s"),
+                lit(NULL).cast(DataType::String).alias("__why"),
+            ])
+        })
+        .collect();
+    status_parts.push(rejected.clone().lazy().select([
+        col(ROW),
+        lit(1u8).alias("__s"),
+        col(REJECT).alias("__why"),
+    ]));
+    status_parts.push(df.clone().lazy().filter(col(DROP).is_not_null()).select([
+        col(ROW),
+        lit(2u8).alias("__s"),
+        col(DROP).alias("__why"),
+    ]));
+    let merged_away = rule
+        .deduplicate
+        .as_ref()
+        .map(|_| "merged into another row (deduplicate)".to_string());
+    if let Some(m) = &merged_away {
+        status_parts.push(
+            df.clone()
+                .lazy()
+                .filter(col(DROP).is_null().and(col(REJECT).is_null()))
+                .select([
+                    col(ROW),
+                    lit(3u8).alias("__s"),
+                    lit(m.as_str()).alias("__why"),
+                ]),
+        );
+    }
+    let status = concat(status_parts, UnionArgs::default())
+        .map_err(|e| polars_err("accounting", e))?
+        .sort(
+            ["__s"],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
+        .unique_stable_generic(Some(vec![col(ROW)]), UniqueKeepStrategy::First)
+        .group_by([col("__s"), col("__why")])
+        .agg([len().alias("n")])
+        .collect()
+        .map_err(|e| polars_err("accounting", e))?;
+    let read = df
+        .column(ROW)
+        .and_then(|c| c.n_unique())
+        .map_err(|e| polars_err("accounting", e))? as u64;
+    let mut written = 0u64;
+    let mut rejected_by_reason = BTreeMap::new();
+    let mut filtered_by_reason = BTreeMap::new();
+    let s = status
+        .column("__s")
+        .and_then(|c| c.cast(&DataType::UInt8))
+        .map_err(|e| polars_err("accounting", e))?;
+    let s = s.u8().map_err(|e| polars_err("accounting", e))?;
+    let why = status
+        .column("__why")
+        .and_then(|c| c.str().cloned())
+        .map_err(|e| polars_err("accounting", e))?;
+    let n = status
+        .column("n")
+        .and_then(|c| c.cast(&DataType::UInt64))
+        .map_err(|e| polars_err("accounting", e))?;
+    let n = n.u64().map_err(|e| polars_err("accounting", e))?;
+    for i in 0..status.height() {
+        let count = n.get(i).unwrap_or(0);
+        let reason = why.get(i).unwrap_or("").to_string();
+        match s.get(i) {
+            Some(0) => written += count,
+            Some(1) => *rejected_by_reason.entry(reason).or_insert(0) += count,
+            _ => *filtered_by_reason.entry(reason).or_insert(0) += count,
+        }
+    }
+    let coverage = rule
+        .concept
+        .as_ref()
+        .map(|c| coverage(&df, c))
+        .transpose()?;
+    Ok(RuleResult {
+        outputs,
+        rejected,
+        read,
+        written,
+        rejected_by_reason,
+        filtered_by_reason,
+        coverage,
+    })
+}
+
+fn compile_text(comp: &mut Compiler<'_>, text: &str) -> Result<Expr, String> {
+    let ast = expr::parse(text).map_err(|e| format!("`{text}`: {e}"))?;
+    comp.compile(&ast, text)
+        .map_err(|e| format!("`{text}`: {e}"))
+}
+
+fn coverage(df: &DataFrame, c: &crate::mapping::ConceptLookup) -> Result<Coverage, EtlError> {
+    let per_row = df
+        .clone()
+        .lazy()
+        .filter(col(CODE).is_not_null())
+        .group_by([col(ROW)])
+        .agg([
+            col(CODE).first().alias("code"),
+            col("_concept_id").is_not_null().any(true).alias("mapped"),
+        ]);
+    let totals = per_row
+        .clone()
+        .select([
+            len().cast(DataType::UInt64).alias("records"),
+            col("mapped")
+                .sum()
+                .cast(DataType::UInt64)
+                .alias("records_mapped"),
+            col("code").n_unique().cast(DataType::UInt64).alias("codes"),
+            col("code")
+                .filter(col("mapped"))
+                .n_unique()
+                .cast(DataType::UInt64)
+                .alias("codes_mapped"),
+        ])
+        .collect()
+        .map_err(|e| polars_err("coverage", e))?;
+    let get = |name: &str| {
+        totals
+            .column(name)
+            .ok()
+            .and_then(|c| c.u64().ok().and_then(|v| v.get(0)))
+            .unwrap_or(0)
+    };
+    let top = per_row
+        .filter(col("mapped").not())
+        .group_by([col("code")])
+        .agg([len().cast(DataType::UInt64).alias("n")])
+        .sort_by_exprs(
+            [col("n"), col("code")],
+            SortMultipleOptions::default().with_order_descending_multi([true, false]),
+        )
+        .limit(20)
+        .collect()
+        .map_err(|e| polars_err("coverage", e))?;
+    let codes = top
+        .column("code")
+        .and_then(|c| c.str().cloned())
+        .map_err(|e| polars_err("coverage", e))?;
+    let counts = top
+        .column("n")
+        .and_then(|c| c.u64().cloned())
+        .map_err(|e| polars_err("coverage", e))?;
+    let top_unmapped = codes
+        .iter()
+        .zip(counts.iter())
+        .map(|(c, n)| (c.unwrap_or("").to_string(), n.unwrap_or(0)))
+        .collect();
+    Ok(Coverage {
+        code: c.code.clone(),
+        vocabularies: c
+            .vocabulary_from
+            .clone()
+            .unwrap_or_else(|| c.vocabularies.join(", ")),
+        records: get("records"),
+        records_mapped: get("records_mapped"),
+        codes: get("codes"),
+        codes_mapped: get("codes_mapped"),
+        top_unmapped,
+    })
+}

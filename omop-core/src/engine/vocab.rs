@@ -1,0 +1,125 @@
+//! The vocabulary as the frames the engine joins against.
+
+use super::{EtlError, polars_err};
+use omop_vocab::{LoadOptions, Vocabulary};
+use polars::prelude::*;
+use std::path::Path;
+
+/// Vocabulary frames used by the rules.
+pub struct VocabTables {
+    /// Every known code: `vocabulary_id`, `concept_code`, `concept_id` (0 for codes that only
+    /// exist in `source_to_concept_map` or Usagi imports).
+    pub codes: DataFrame,
+    /// Valid 'Maps to' targets that are standard concepts: `vocabulary_id`, `concept_code`,
+    /// `target_concept_id`, `target_domain_id`, `valid_start_date`, `valid_end_date`.
+    pub maps: DataFrame,
+    /// Drug concept → RxNorm (Extension) ingredient: `descendant_concept_id`, `ingredient_concept_id`.
+    pub ingredients: DataFrame,
+    /// The vocabulary release, for `cdm_source`.
+    pub version: Option<String>,
+}
+
+impl VocabTables {
+    /// Loads the vocabulary in `dir`. The Parquet cache goes to `cache`, else inside `dir`,
+    /// else (read-only `dir`) into a folder next to the output `out`.
+    pub fn load(dir: &Path, cache: Option<&Path>, out: &Path) -> Result<Self, EtlError> {
+        let fallback = cache.map(Path::to_path_buf).unwrap_or_else(|| {
+            let name = out
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.with_file_name(format!(".{name}.vocab-cache"))
+        });
+        let vocab = Vocabulary::load(dir, LoadOptions::with_cache_dir(fallback))
+            .map_err(|e| EtlError::Vocab(e.to_string()))?;
+        Self::from_vocabulary(&vocab)
+    }
+
+    /// Builds the frames from a loaded vocabulary.
+    pub fn from_vocabulary(vocab: &Vocabulary) -> Result<Self, EtlError> {
+        let err = |e| polars_err("vocabulary", e);
+        let s2s = vocab
+            .source_to_standard()
+            .map_err(|e| EtlError::Vocab(e.to_string()))?
+            .lazy();
+        let concept_codes = vocab.concepts().clone().lazy().select([
+            col("vocabulary_id"),
+            col("concept_code"),
+            col("concept_id"),
+        ]);
+        let extra_codes = s2s
+            .clone()
+            .filter(col("source_concept_id").eq(lit(0)))
+            .select([
+                col("source_vocabulary_id").alias("vocabulary_id"),
+                col("source_code").alias("concept_code"),
+                col("source_concept_id").alias("concept_id"),
+            ]);
+        let codes = concat([concept_codes, extra_codes], UnionArgs::default())
+            .and_then(|l| {
+                l.unique_stable_generic(
+                    Some(vec![col("vocabulary_id"), col("concept_code")]),
+                    UniqueKeepStrategy::First,
+                )
+                .collect()
+            })
+            .map_err(err)?;
+        let maps = s2s
+            .filter(
+                col("relationship_id")
+                    .eq(lit("Maps to"))
+                    .and(col("target_standard_concept").eq(lit("S"))),
+            )
+            .select([
+                col("source_vocabulary_id").alias("vocabulary_id"),
+                col("source_code").alias("concept_code"),
+                col("target_concept_id"),
+                col("target_domain_id"),
+                col("valid_start_date"),
+                col("valid_end_date"),
+            ])
+            .unique_stable(None, UniqueKeepStrategy::First)
+            .collect()
+            .map_err(err)?;
+        let ingredient_ids = vocab
+            .concepts()
+            .clone()
+            .lazy()
+            .filter(
+                col("concept_class_id").eq(lit("Ingredient")).and(
+                    col("vocabulary_id")
+                        .eq(lit("RxNorm"))
+                        .or(col("vocabulary_id").eq(lit("RxNorm Extension"))),
+                ),
+            )
+            .select([col("concept_id").alias("ingredient_concept_id")]);
+        let ingredients = match vocab.ancestors_df() {
+            Ok(anc) => anc
+                .clone()
+                .lazy()
+                .join(
+                    ingredient_ids,
+                    [col("ancestor_concept_id")],
+                    [col("ingredient_concept_id")],
+                    JoinArgs::new(JoinType::Inner),
+                )
+                .select([
+                    col("descendant_concept_id"),
+                    col("ancestor_concept_id").alias("ingredient_concept_id"),
+                ])
+                .unique_stable(None, UniqueKeepStrategy::First)
+                .collect()
+                .map_err(err)?,
+            Err(_) => DataFrame::empty_with_schema(&Schema::from_iter([
+                Field::new("descendant_concept_id".into(), DataType::Int32),
+                Field::new("ingredient_concept_id".into(), DataType::Int32),
+            ])),
+        };
+        Ok(Self {
+            codes,
+            maps,
+            ingredients,
+            version: vocab.version(),
+        })
+    }
+}

@@ -1,0 +1,556 @@
+//! Compilation of parsed expressions into polars expressions.
+//!
+//! Functions that need another table (`ref`, `source_concept_id`,
+//! `standard_concept_id`) cannot be a single polars expression: the compiler
+//! records them as [`JoinRequest`]s and returns a reference to the column the
+//! engine will add by joining. Parsing functions (`date`, `number`, ...) record a
+//! [`Check`] so that values that fail to parse send their row to quarantine
+//! instead of silently becoming null.
+
+use super::parse::{Ast, BinOp, Lit};
+use polars::prelude::*;
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// A data check attached to an expression: rows where `bad` is true are rejected with `reason`.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// True for rows that fail the check.
+    pub bad: Expr,
+    /// Why such a row is rejected.
+    pub reason: String,
+}
+
+/// What a join request looks up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinKind {
+    /// The id of a row of a CDM table, by that row's source key.
+    Ref {
+        /// The CDM table.
+        table: String,
+        /// The column to return; `None` for the row's id.
+        column: Option<String>,
+    },
+    /// The concept id of a (vocabulary, code) pair.
+    SourceConcept,
+    /// The standard concept a (vocabulary, code) pair 'Maps to' (the smallest id if several).
+    StandardConcept,
+}
+
+/// A column the engine adds by a left join before the expressions run.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    /// What to look up.
+    pub kind: JoinKind,
+    /// The key (a source code or a source key).
+    pub key: Expr,
+    /// The vocabulary id, for concept look-ups.
+    pub vocabulary: Option<Expr>,
+    /// Name of the column that receives the result.
+    pub output: String,
+    dedup_key: String,
+}
+
+/// A compile error: an unknown column or function, or a wrong argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileError(pub String);
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CompileError {}
+
+/// Names and arities of the built-in functions, for documentation and lint messages.
+pub const FUNCTIONS: &[(&str, &str)] = &[
+    (
+        "date(x)",
+        "parses 'YYYY-MM-DD' or the date part of an ISO 8601 timestamp",
+    ),
+    (
+        "datetime(x)",
+        "parses an ISO 8601 timestamp ('YYYY-MM-DDTHH:MM:SS[Z]') or a date",
+    ),
+    ("number(x)", "parses a decimal number"),
+    ("int(x)", "parses a whole number"),
+    (
+        "try_date(x) / try_datetime(x) / try_number(x) / try_int(x)",
+        "like date() etc., but null instead of a rejected row when the text does not parse",
+    ),
+    (
+        "replace(x, from, to)",
+        "replaces every occurrence of the text `from`",
+    ),
+    ("text(x)", "converts to text"),
+    ("year(d) / month(d) / day(d)", "parts of a date"),
+    ("as_date(t)", "the date of a timestamp"),
+    ("date_add(d, n)", "the date n days after d"),
+    ("days_between(a, b)", "days from a to b"),
+    ("coalesce(a, b, ...)", "the first non-null value"),
+    ("concat(a, b, ...)", "text concatenation, skipping nulls"),
+    ("if(cond, a, b)", "a where cond is true, else b"),
+    ("map(x, {k: v, ...}[, default])", "value mapping"),
+    ("nullif(x, v)", "null where x equals v"),
+    (
+        "lower(x) / upper(x) / trim(x)",
+        "text case and surrounding spaces",
+    ),
+    (
+        "substr(x, start, len)",
+        "part of a text, start counted from 1",
+    ),
+    (
+        "least(a, ...) / greatest(a, ...)",
+        "smallest / largest value",
+    ),
+    (
+        "ref(table, key[, column])",
+        "the id (or another column) of the row of a CDM table written with that source key",
+    ),
+    (
+        "source_concept_id(vocabulary, code)",
+        "the concept id of a code",
+    ),
+    (
+        "standard_concept_id(vocabulary, code)",
+        "the standard concept the code 'Maps to'",
+    ),
+];
+
+/// Compiles expressions of one rule. Join requests accumulate across calls and are
+/// shared when two expressions ask for the same look-up.
+pub struct Compiler<'a> {
+    columns: &'a BTreeSet<String>,
+    /// Joins the engine must perform before evaluating the compiled expressions.
+    pub joins: Vec<JoinRequest>,
+    /// Parse checks collected so far.
+    pub checks: Vec<Check>,
+    /// Source columns the expressions read.
+    pub used_columns: BTreeSet<String>,
+    prefix: String,
+}
+
+impl<'a> Compiler<'a> {
+    /// A compiler for expressions over `columns`; generated join columns start with `prefix`.
+    pub fn new(columns: &'a BTreeSet<String>, prefix: &str) -> Self {
+        Self {
+            columns,
+            joins: Vec::new(),
+            checks: Vec::new(),
+            used_columns: BTreeSet::new(),
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// Compiles one expression. `source` is its text, used in check reasons.
+    pub fn compile(&mut self, ast: &Ast, source: &str) -> Result<Expr, CompileError> {
+        self.expr(ast, source)
+    }
+
+    fn expr(&mut self, ast: &Ast, src: &str) -> Result<Expr, CompileError> {
+        Ok(match ast {
+            Ast::Column(name) => {
+                if !self.columns.contains(name) {
+                    let known: Vec<&str> = self.columns.iter().map(String::as_str).collect();
+                    return Err(CompileError(format!(
+                        "unknown column `{name}` (known: {})",
+                        known.join(", ")
+                    )));
+                }
+                self.used_columns.insert(name.clone());
+                col(name.as_str())
+            }
+            Ast::Lit(l) => lit_expr(l),
+            Ast::Neg(e) => lit(0) - self.expr(e, src)?,
+            Ast::Not(e) => self.expr(e, src)?.not(),
+            Ast::Binary(op, a, b) => {
+                let (a, b) = (self.expr(a, src)?, self.expr(b, src)?);
+                match op {
+                    BinOp::Add => a + b,
+                    BinOp::Sub => a - b,
+                    BinOp::Mul => a * b,
+                    BinOp::Div => a / b,
+                    BinOp::Eq => a.eq(b),
+                    BinOp::Ne => a.neq(b),
+                    BinOp::Lt => a.lt(b),
+                    BinOp::Le => a.lt_eq(b),
+                    BinOp::Gt => a.gt(b),
+                    BinOp::Ge => a.gt_eq(b),
+                    BinOp::And => a.and(b),
+                    BinOp::Or => a.or(b),
+                }
+            }
+            Ast::IsNull { expr, negated } => {
+                let e = self.expr(expr, src)?;
+                if *negated {
+                    e.is_not_null()
+                } else {
+                    e.is_null()
+                }
+            }
+            Ast::In {
+                expr,
+                list,
+                negated,
+            } => {
+                let e = self.expr(expr, src)?;
+                let mut any = lit(false);
+                for l in list {
+                    any = any.or(e.clone().eq(lit_expr(l)));
+                }
+                let any = any.fill_null(lit(false));
+                if *negated { any.not() } else { any }
+            }
+            Ast::Map(_) => {
+                return Err(CompileError(
+                    "a {key: value} map is only valid as the second argument of map()".into(),
+                ));
+            }
+            Ast::Call(name, args) => self.call(name, args, src)?,
+        })
+    }
+
+    fn args(
+        &mut self,
+        name: &str,
+        args: &[Ast],
+        n: std::ops::RangeInclusive<usize>,
+        src: &str,
+    ) -> Result<Vec<Expr>, CompileError> {
+        if !n.contains(&args.len()) {
+            let want = if n.start() == n.end() {
+                n.start().to_string()
+            } else {
+                format!("{} to {}", n.start(), n.end())
+            };
+            return Err(CompileError(format!(
+                "{name}() takes {want} argument(s), got {}",
+                args.len()
+            )));
+        }
+        args.iter().map(|a| self.expr(a, src)).collect()
+    }
+
+    fn call(&mut self, name: &str, args: &[Ast], src: &str) -> Result<Expr, CompileError> {
+        let many = 1..=usize::MAX;
+        Ok(match name {
+            "date" | "try_date" => {
+                let x = self.args(name, args, 1..=1, src)?.remove(0);
+                let out = parse_date(x.clone());
+                if name == "date" {
+                    self.check_parsed(x, out.clone(), src, "a date (YYYY-MM-DD)");
+                }
+                out
+            }
+            "datetime" | "try_datetime" => {
+                let x = self.args(name, args, 1..=1, src)?.remove(0);
+                let out = parse_datetime(x.clone());
+                if name == "datetime" {
+                    self.check_parsed(
+                        x,
+                        out.clone(),
+                        src,
+                        "a timestamp (YYYY-MM-DDTHH:MM:SS) or a date",
+                    );
+                }
+                out
+            }
+            "number" | "try_number" | "int" | "try_int" => {
+                let x = self.args(name, args, 1..=1, src)?.remove(0);
+                let whole = name.ends_with("int");
+                let dtype = if whole {
+                    DataType::Int64
+                } else {
+                    DataType::Float64
+                };
+                let out = x
+                    .clone()
+                    .cast(DataType::String)
+                    .str()
+                    .strip_chars(lit(NULL))
+                    .cast(dtype);
+                if !name.starts_with("try_") {
+                    self.check_parsed(
+                        x,
+                        out.clone(),
+                        src,
+                        if whole { "a whole number" } else { "a number" },
+                    );
+                }
+                out
+            }
+            "text" => self
+                .args(name, args, 1..=1, src)?
+                .remove(0)
+                .cast(DataType::String),
+            "year" => self
+                .args(name, args, 1..=1, src)?
+                .remove(0)
+                .dt()
+                .year()
+                .cast(DataType::Int32),
+            "month" => self
+                .args(name, args, 1..=1, src)?
+                .remove(0)
+                .dt()
+                .month()
+                .cast(DataType::Int32),
+            "day" => self
+                .args(name, args, 1..=1, src)?
+                .remove(0)
+                .dt()
+                .day()
+                .cast(DataType::Int32),
+            "as_date" => self
+                .args(name, args, 1..=1, src)?
+                .remove(0)
+                .cast(DataType::Date),
+            "date_add" => {
+                let mut a = self.args(name, args, 2..=2, src)?;
+                let n = a.remove(1);
+                let d = a.remove(0);
+                (d.cast(DataType::Int32) + n.cast(DataType::Int32)).cast(DataType::Date)
+            }
+            "days_between" => {
+                let mut a = self.args(name, args, 2..=2, src)?;
+                let b = a.remove(1);
+                let x = a.remove(0);
+                b.cast(DataType::Date).cast(DataType::Int32)
+                    - x.cast(DataType::Date).cast(DataType::Int32)
+            }
+            "coalesce" => coalesce(&self.args(name, args, many, src)?),
+            "concat" => concat_str(self.args(name, args, many, src)?, "", true),
+            "if" => {
+                let mut a = self.args(name, args, 3..=3, src)?;
+                let otherwise = a.remove(2);
+                let then = a.remove(1);
+                when(a.remove(0).fill_null(lit(false)))
+                    .then(then)
+                    .otherwise(otherwise)
+            }
+            "nullif" => {
+                let mut a = self.args(name, args, 2..=2, src)?;
+                let v = a.remove(1);
+                let x = a.remove(0);
+                when(x.clone().eq(v).fill_null(lit(false)))
+                    .then(lit(NULL))
+                    .otherwise(x)
+            }
+            "replace" => {
+                let (Some(Ast::Lit(Lit::Str(from))), Some(Ast::Lit(Lit::Str(to)))) =
+                    (args.get(1), args.get(2))
+                else {
+                    return Err(CompileError(
+                        "replace() takes (value, 'from', 'to') with texts in quotes".into(),
+                    ));
+                };
+                let (from, to) = (from.clone(), to.clone());
+                let x = self.args(name, &args[..1], 1..=1, src)?.remove(0);
+                x.cast(DataType::String).map(
+                    move |c: Column| {
+                        let ca = c.str()?;
+                        let out: StringChunked = ca.apply_into_string_amortized(|v, buf| {
+                            buf.push_str(&v.replace(from.as_str(), to.as_str()))
+                        });
+                        Ok(out.into_column())
+                    },
+                    |_, f: &Field| Ok(Field::new(f.name().clone(), DataType::String)),
+                )
+            }
+            "lower" => self
+                .args(name, args, 1..=1, src)?
+                .remove(0)
+                .str()
+                .to_lowercase(),
+            "upper" => self
+                .args(name, args, 1..=1, src)?
+                .remove(0)
+                .str()
+                .to_uppercase(),
+            "trim" => self
+                .args(name, args, 1..=1, src)?
+                .remove(0)
+                .str()
+                .strip_chars(lit(NULL)),
+            "substr" => {
+                let mut a = self.args(name, args, 3..=3, src)?;
+                let len = a.remove(2);
+                let start = a.remove(1);
+                a.remove(0).str().slice(start - lit(1), len)
+            }
+            "least" => polars::lazy::dsl::min_horizontal(self.args(name, args, many, src)?)
+                .map_err(|e| CompileError(e.to_string()))?,
+            "greatest" => polars::lazy::dsl::max_horizontal(self.args(name, args, many, src)?)
+                .map_err(|e| CompileError(e.to_string()))?,
+            "map" => self.map_call(args, src)?,
+            "ref" => {
+                if !(2..=3).contains(&args.len()) {
+                    return Err(CompileError(format!(
+                        "ref() takes 2 or 3 arguments (table, key[, column]), got {}",
+                        args.len()
+                    )));
+                }
+                let table = match &args[0] {
+                    Ast::Column(t) | Ast::Lit(Lit::Str(t)) => t.clone(),
+                    _ => {
+                        return Err(CompileError(
+                            "the first argument of ref() must be a CDM table name".into(),
+                        ));
+                    }
+                };
+                let column = match args.get(2) {
+                    None => None,
+                    Some(Ast::Lit(Lit::Str(c))) => Some(c.clone()),
+                    Some(_) => {
+                        return Err(CompileError(
+                            "the third argument of ref() must be a column name in quotes".into(),
+                        ));
+                    }
+                };
+                let key = self.expr(&args[1], src)?.cast(DataType::String);
+                let dedup = format!("ref:{table}:{column:?}:{:?}", args[1]);
+                self.join(JoinKind::Ref { table, column }, key, None, dedup)?
+            }
+            "source_concept_id" | "standard_concept_id" => {
+                let mut a = self.args(name, args, 2..=2, src)?;
+                let code = a.remove(1).cast(DataType::String);
+                let vocab = a.remove(0).cast(DataType::String);
+                let kind = if name == "source_concept_id" {
+                    JoinKind::SourceConcept
+                } else {
+                    JoinKind::StandardConcept
+                };
+                self.join(kind, code, Some(vocab), format!("{name}:{args:?}"))?
+            }
+            other => {
+                let known: Vec<&str> = FUNCTIONS.iter().map(|(n, _)| *n).collect();
+                return Err(CompileError(format!(
+                    "unknown function `{other}` (known: {})",
+                    known.join(", ")
+                )));
+            }
+        })
+    }
+
+    fn map_call(&mut self, args: &[Ast], src: &str) -> Result<Expr, CompileError> {
+        let (x, pairs, default) = match args {
+            [x, Ast::Map(p)] => (x, p, None),
+            [x, Ast::Map(p), d] => (x, p, Some(d)),
+            _ => {
+                return Err(CompileError(
+                    "map() takes (value, {key: value, ...}[, default])".into(),
+                ));
+            }
+        };
+        let x = self.expr(x, src)?;
+        let default = match default {
+            Some(d) => self.expr(d, src)?,
+            None => lit(NULL),
+        };
+        let branches = pairs
+            .iter()
+            .map(|(k, v)| (x.clone().eq(lit_expr(k)), lit_expr(v)))
+            .collect();
+        Ok(case_when(branches, default))
+    }
+
+    fn check_parsed(&mut self, input: Expr, output: Expr, src: &str, expected: &str) {
+        let present = input
+            .cast(DataType::String)
+            .str()
+            .strip_chars(lit(NULL))
+            .str()
+            .len_chars()
+            .gt(lit(0));
+        self.checks.push(Check {
+            bad: present.and(output.is_null()).fill_null(lit(false)),
+            reason: format!("`{src}`: expected {expected}"),
+        });
+    }
+
+    fn join(
+        &mut self,
+        kind: JoinKind,
+        key: Expr,
+        vocabulary: Option<Expr>,
+        dedup_key: String,
+    ) -> Result<Expr, CompileError> {
+        if let Some(j) = self.joins.iter().find(|j| j.dedup_key == dedup_key) {
+            return Ok(col(j.output.as_str()));
+        }
+        let output = format!("{}{}", self.prefix, self.joins.len());
+        self.joins.push(JoinRequest {
+            kind,
+            key,
+            vocabulary,
+            output: output.clone(),
+            dedup_key,
+        });
+        Ok(col(output.as_str()))
+    }
+}
+
+/// `when c1 then v1 when c2 then v2 ... otherwise default`; a null condition counts as false.
+pub fn case_when(branches: Vec<(Expr, Expr)>, otherwise: Expr) -> Expr {
+    branches
+        .into_iter()
+        .rev()
+        .fold(otherwise, |acc, (cond, value)| {
+            when(cond.fill_null(lit(false))).then(value).otherwise(acc)
+        })
+}
+
+fn lit_expr(l: &Lit) -> Expr {
+    match l {
+        Lit::Null => lit(NULL),
+        Lit::Bool(b) => lit(*b),
+        Lit::Int(v) => lit(*v),
+        Lit::Float(v) => lit(*v),
+        Lit::Str(s) => lit(s.as_str()),
+    }
+}
+
+fn strptime(fmt: &str) -> StrptimeOptions {
+    StrptimeOptions {
+        format: Some(fmt.into()),
+        strict: false,
+        exact: true,
+        cache: true,
+    }
+}
+
+/// 'YYYY-MM-DD', or the date part of a longer ISO 8601 timestamp.
+pub fn parse_date(x: Expr) -> Expr {
+    x.cast(DataType::String)
+        .str()
+        .strip_chars(lit(NULL))
+        .str()
+        .slice(lit(0), lit(10))
+        .str()
+        .to_date(strptime("%Y-%m-%d"))
+}
+
+/// An ISO 8601 timestamp (with or without `Z`, `T` or a space between date and time), or a date at midnight.
+pub fn parse_datetime(x: Expr) -> Expr {
+    let s = x.cast(DataType::String).str().strip_chars(lit(NULL));
+    let ts = |fmt: &str| {
+        s.clone().str().to_datetime(
+            Some(TimeUnit::Microseconds),
+            None,
+            strptime(fmt),
+            lit("raise"),
+        )
+    };
+    coalesce(&[
+        ts("%Y-%m-%dT%H:%M:%SZ"),
+        ts("%Y-%m-%dT%H:%M:%S"),
+        ts("%Y-%m-%d %H:%M:%S"),
+        ts("%Y-%m-%dT%H:%M:%S%.fZ"),
+        s.clone()
+            .str()
+            .to_date(strptime("%Y-%m-%d"))
+            .cast(DataType::Datetime(TimeUnit::Microseconds, None)),
+    ])
+}

@@ -1,0 +1,138 @@
+//! `omopkit cohort`: evaluate Circe cohort definitions.
+
+use super::{CliError, CmdResult};
+use omop_cohort::{Cdm, CohortExpression, CohortResult, format_day};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Options shared by the cohort sub-commands.
+#[derive(Debug, clap::Args)]
+pub struct Source {
+    /// Folder of CDM tables as `<table>.parquet` (CDM v5.3 or v5.4).
+    #[arg(long, value_name = "DIR")]
+    cdm: PathBuf,
+    /// Reuse (or create) an on-disk index of the CDM in this folder.
+    #[arg(long, value_name = "DIR")]
+    index: Option<PathBuf>,
+    /// Circe cohort definition files (ATLAS JSON).
+    #[arg(value_name = "COHORT_JSON", required = true)]
+    definitions: Vec<PathBuf>,
+}
+
+/// Sub-commands of `omopkit cohort`.
+#[derive(Debug, clap::Subcommand)]
+pub enum CohortCommand {
+    /// Evaluate definitions and write `<out-dir>/<file stem>.csv` for each.
+    Run {
+        /// Where the cohort CSV files go.
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+        #[command(flatten)]
+        source: Source,
+    },
+    /// Evaluate definitions and print their entry and person counts.
+    Count {
+        #[command(flatten)]
+        source: Source,
+    },
+}
+
+/// Runs a cohort sub-command.
+pub fn run(command: CohortCommand) -> CmdResult {
+    match command {
+        CohortCommand::Run { out_dir, source } => {
+            std::fs::create_dir_all(&out_dir).map_err(|e| {
+                CliError::failed(format!("{}: cannot create folder: {e}", out_dir.display()))
+            })?;
+            evaluate_all(&source, |stem, result| write_csv(&out_dir, stem, result))
+        }
+        CohortCommand::Count { source } => {
+            println!("cohort,entries,persons");
+            evaluate_all(&source, |stem, result| {
+                println!("{stem},{},{}", result.rows.len(), result.subject_count());
+                Ok(())
+            })
+        }
+    }
+}
+
+fn load(source: &Source) -> Result<Cdm, CliError> {
+    if let Some(index) = &source.index {
+        return Err(CliError::invalid(format!(
+            "{}: --index is not available in this version; run without it to evaluate from the Parquet folder",
+            index.display()
+        )));
+    }
+    Ok(Cdm::load(&source.cdm)?)
+}
+
+fn stem_of(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "cohort".to_string())
+}
+
+/// Loads the CDM once, then evaluates every definition; a definition that
+/// fails is reported and the others still run.
+fn evaluate_all(
+    source: &Source,
+    mut emit: impl FnMut(&str, &CohortResult) -> Result<(), CliError>,
+) -> CmdResult {
+    // Parse first so that a typo fails before the CDM is loaded.
+    let mut defs = Vec::new();
+    let mut failed = 0usize;
+    for path in &source.definitions {
+        match CohortExpression::from_file(path) {
+            Ok(d) => defs.push((path, d)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if defs.is_empty() {
+        return Err(CliError::invalid("no cohort definition could be read"));
+    }
+    let cdm = load(source)?;
+    for (path, def) in defs {
+        match omop_cohort::evaluate(&cdm, &def) {
+            Ok(result) => emit(&stem_of(path), &result)?,
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(CliError::failed(format!(
+            "{failed} of {} definitions failed",
+            source.definitions.len()
+        )));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_csv(out_dir: &Path, stem: &str, result: &CohortResult) -> Result<(), CliError> {
+    let target = out_dir.join(format!("{stem}.csv"));
+    let tmp = out_dir.join(format!("{stem}.csv.tmp-{}", std::process::id()));
+    let io_err = |e: std::io::Error| CliError::failed(format!("{}: {e}", tmp.display()));
+    let file = std::fs::File::create(&tmp).map_err(io_err)?;
+    let mut w = std::io::BufWriter::new(file);
+    writeln!(w, "subject_id,cohort_start_date,cohort_end_date").map_err(io_err)?;
+    for r in &result.rows {
+        writeln!(
+            w,
+            "{},{},{}",
+            r.subject_id,
+            format_day(r.start),
+            format_day(r.end)
+        )
+        .map_err(io_err)?;
+    }
+    w.flush().map_err(io_err)?;
+    drop(w);
+    std::fs::rename(&tmp, &target)
+        .map_err(|e| CliError::failed(format!("{}: {e}", target.display())))?;
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! `omopkit`: the command-line front end of the omopkit toolkit.
+//!
+//! Each sub-command lives in its own module under `cmd/` and returns a
+//! [`CliError`]; `main` prints errors without a backtrace and sets the exit code.
+
+mod cmd;
+mod demo;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Build and explore OMOP CDM v5.4 data.
+#[derive(Debug, Parser)]
+#[command(name = "omopkit", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a mapping pack over source tables and write OMOP CDM tables.
+    Etl(cmd::etl::EtlArgs),
+    /// Lint, test and explain mapping packs.
+    #[command(subcommand)]
+    Mapping(cmd::mapping::MappingCommand),
+    /// Load and query an OMOP vocabulary.
+    #[command(subcommand)]
+    Vocab(cmd::vocab::VocabCommand),
+    /// Evaluate OHDSI Circe cohort definitions over a CDM.
+    #[command(subcommand)]
+    Cohort(cmd::cohort::CohortCommand),
+    /// Generate synthetic Synthea-style patients and a small vocabulary, then run the ETL on them.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Etl(args) => cmd::etl::run(args),
+        Command::Mapping(c) => cmd::mapping::run(c),
+        Command::Vocab(c) => cmd::vocab::run(c),
+        Command::Cohort(c) => cmd::cohort::run(c),
+        Command::Demo(args) => demo::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` selects the level (default: warnings only).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
