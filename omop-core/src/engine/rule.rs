@@ -77,6 +77,29 @@ pub fn run_rule(
     let mut columns: BTreeSet<String> = source.columns.iter().cloned().collect();
     let mut drop_reasons: Vec<(Expr, String)> = Vec::new();
 
+    // A `where` over plain source columns runs first, so rows it drops cost nothing later;
+    // they are counted from the file's row count.
+    let mut early_filter: Option<(String, u64)> = None;
+    if let Some(w) = &rule.filter {
+        let mut comp = Compiler::new(&columns, "__w");
+        if let Ok(f) = compile_text(&mut comp, w) {
+            if comp.joins.is_empty() && comp.checks.is_empty() {
+                let total = source
+                    .scan()?
+                    .select([len().cast(DataType::UInt64).alias("n")])
+                    .collect()
+                    .map_err(|e| polars_err(&format!("rule {}", rule.id), e))?;
+                let total = total
+                    .column("n")
+                    .ok()
+                    .and_then(|c| c.u64().ok().and_then(|v| v.get(0)))
+                    .unwrap_or(0);
+                lf = lf.filter(f.fill_null(lit(false)));
+                early_filter = Some((format!("where: {w}"), total));
+            }
+        }
+    }
+
     // 1. Code look-up, routing and the unmapped policy.
     if let Some(c) = &rule.concept {
         columns.extend(VIRTUAL_COLUMNS.iter().map(|c| c.to_string()));
@@ -225,6 +248,7 @@ pub fn run_rule(
     let filter = rule
         .filter
         .as_ref()
+        .filter(|_| early_filter.is_none())
         .map(|w| compile_text(&mut comp, w).map(|e| (e, w.clone())))
         .transpose()
         .map_err(&ctx)?;
@@ -272,24 +296,35 @@ pub fn run_rule(
     }
 
     // 3. Look-up joins, in the order they were requested (later keys may use earlier results).
+    let mut done = vec![false; comp.joins.len()];
     for (n, j) in comp.joins.iter().enumerate() {
+        if done[n] {
+            continue;
+        }
         let k = format!("__jk{n}");
         let v = format!("__jv{n}");
         lf = lf.with_column(j.key.clone().alias(k.as_str()));
         let right = match &j.kind {
-            JoinKind::Ref { table, column } => {
+            JoinKind::Ref { table, .. } => {
                 let map = keymaps.get(table).ok_or_else(|| ctx(format!("ref({table}, ...): {table} has no keyed rows yet (is a rule of {table} missing a `key`?)")))?;
-                let wanted = column.as_deref().unwrap_or("id");
-                if map.column(wanted).is_err() {
-                    return Err(ctx(format!(
-                        "ref({table}, ..., '{wanted}'): {table} has no column `{wanted}`"
-                    )));
+                // Every look-up into the same table with the same key shares this one join.
+                let mut wanted = vec![col("key").alias("__rk")];
+                for (m, other) in comp.joins.iter().enumerate().skip(n) {
+                    if let JoinKind::Ref { column, .. } = &other.kind {
+                        if other.key_id == j.key_id {
+                            let c = column.as_deref().unwrap_or("id");
+                            if map.column(c).is_err() {
+                                return Err(ctx(format!(
+                                    "ref({table}, ..., '{c}'): {table} has no column `{c}`"
+                                )));
+                            }
+                            wanted.push(col(c).alias(other.output.as_str()));
+                            done[m] = true;
+                        }
+                    }
                 }
                 lf = lf.join(
-                    map.clone().lazy().select([
-                        col("key").alias("__rk"),
-                        col(wanted).alias(j.output.as_str()),
-                    ]),
+                    map.clone().lazy().select(wanted),
                     [col(k.as_str())],
                     [col("__rk")],
                     JoinArgs::new(JoinType::Left),
@@ -544,7 +579,7 @@ pub fn run_rule(
         .agg([len().alias("n")])
         .collect()
         .map_err(|e| polars_err("accounting", e))?;
-    let read = df
+    let mut read = df
         .column(ROW)
         .and_then(|c| c.n_unique())
         .map_err(|e| polars_err("accounting", e))? as u64;
@@ -573,6 +608,10 @@ pub fn run_rule(
             Some(1) => *rejected_by_reason.entry(reason).or_insert(0) += count,
             _ => *filtered_by_reason.entry(reason).or_insert(0) += count,
         }
+    }
+    if let Some((reason, total)) = early_filter {
+        filtered_by_reason.insert(reason, total.saturating_sub(read));
+        read = total;
     }
     let coverage = rule
         .concept

@@ -48,6 +48,8 @@ pub struct JoinRequest {
     pub vocabulary: Option<Expr>,
     /// Name of the column that receives the result.
     pub output: String,
+    /// Identifies the key expression: look-ups with the same kind of target and key share one join.
+    pub key_id: String,
     dedup_key: String,
 }
 
@@ -410,8 +412,9 @@ impl<'a> Compiler<'a> {
                     }
                 };
                 let key = self.expr(&args[1], src)?.cast(DataType::String);
-                let dedup = format!("ref:{table}:{column:?}:{:?}", args[1]);
-                self.join(JoinKind::Ref { table, column }, key, None, dedup)?
+                let key_id = format!("ref:{table}:{:?}", args[1]);
+                let dedup = format!("{key_id}:{column:?}");
+                self.join(JoinKind::Ref { table, column }, key, None, key_id, dedup)?
             }
             "source_concept_id" | "standard_concept_id" => {
                 let mut a = self.args(name, args, 2..=2, src)?;
@@ -422,7 +425,8 @@ impl<'a> Compiler<'a> {
                 } else {
                     JoinKind::StandardConcept
                 };
-                self.join(kind, code, Some(vocab), format!("{name}:{args:?}"))?
+                let id = format!("{name}:{args:?}");
+                self.join(kind, code, Some(vocab), id.clone(), id)?
             }
             other => {
                 let known: Vec<&str> = FUNCTIONS.iter().map(|(n, _)| *n).collect();
@@ -475,6 +479,7 @@ impl<'a> Compiler<'a> {
         kind: JoinKind,
         key: Expr,
         vocabulary: Option<Expr>,
+        key_id: String,
         dedup_key: String,
     ) -> Result<Expr, CompileError> {
         if let Some(j) = self.joins.iter().find(|j| j.dedup_key == dedup_key) {
@@ -486,6 +491,7 @@ impl<'a> Compiler<'a> {
             key,
             vocabulary,
             output: output.clone(),
+            key_id,
             dedup_key,
         });
         Ok(col(output.as_str()))
@@ -512,45 +518,110 @@ fn lit_expr(l: &Lit) -> Expr {
     }
 }
 
-fn strptime(fmt: &str) -> StrptimeOptions {
-    StrptimeOptions {
-        format: Some(fmt.into()),
-        strict: false,
-        exact: true,
-        cache: true,
+/// 'YYYY-MM-DD', or the date part of an ISO 8601 timestamp ('YYYY-MM-DDTHH:MM:SS...').
+pub fn parse_date(x: Expr) -> Expr {
+    x.cast(DataType::String).map(
+        |c: Column| {
+            let ca = c.str()?;
+            let out: Int32Chunked = ca
+                .iter()
+                .map(|v| v.and_then(|v| date_days(v.trim().as_bytes())))
+                .collect();
+            Ok(out.with_name(c.name().clone()).into_date().into_column())
+        },
+        |_, f: &Field| Ok(Field::new(f.name().clone(), DataType::Date)),
+    )
+}
+
+/// An ISO 8601 timestamp ('YYYY-MM-DDTHH:MM:SS[.ffffff][Z]', `T` or a space), or a date at midnight.
+pub fn parse_datetime(x: Expr) -> Expr {
+    x.cast(DataType::String).map(
+        |c: Column| {
+            let ca = c.str()?;
+            let out: Int64Chunked = ca
+                .iter()
+                .map(|v| v.and_then(|v| datetime_micros(v.trim().as_bytes())))
+                .collect();
+            Ok(out
+                .with_name(c.name().clone())
+                .into_datetime(TimeUnit::Microseconds, None)
+                .into_column())
+        },
+        |_, f: &Field| {
+            Ok(Field::new(
+                f.name().clone(),
+                DataType::Datetime(TimeUnit::Microseconds, None),
+            ))
+        },
+    )
+}
+
+fn digits(b: &[u8]) -> Option<u32> {
+    b.iter().try_fold(0u32, |acc, &d| {
+        d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0'))
+    })
+}
+
+/// Days since 1970-01-01 of 'YYYY-MM-DD' optionally followed by a time part.
+fn date_days(b: &[u8]) -> Option<i32> {
+    if b.len() < 10
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || (b.len() > 10 && b[10] != b'T' && b[10] != b' ')
+    {
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(
+        digits(&b[0..4])? as i32,
+        digits(&b[5..7])?,
+        digits(&b[8..10])?,
+    )?;
+    Some((date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days() as i32)
+}
+
+/// Microseconds since 1970-01-01T00:00:00 (no time zone shift: `Z` is read as wall-clock UTC).
+fn datetime_micros(b: &[u8]) -> Option<i64> {
+    let days = i64::from(date_days(b)?);
+    let mut micros = days * 86_400_000_000;
+    if b.len() == 10 {
+        return Some(micros);
+    }
+    let t = &b[11..];
+    let t = t.strip_suffix(b"Z").unwrap_or(t);
+    if t.len() < 8 || t[2] != b':' || t[5] != b':' {
+        return None;
+    }
+    let (h, m, sec) = (digits(&t[0..2])?, digits(&t[3..5])?, digits(&t[6..8])?);
+    if h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    micros += (i64::from(h) * 3600 + i64::from(m) * 60 + i64::from(sec)) * 1_000_000;
+    match &t[8..] {
+        [] => Some(micros),
+        [b'.', frac @ ..] if !frac.is_empty() && frac.len() <= 9 => {
+            let f = i64::from(digits(frac)?);
+            Some(micros + f * 10i64.pow(6) / 10i64.pow(frac.len() as u32))
+        }
+        _ => None,
     }
 }
 
-/// 'YYYY-MM-DD', or the date part of a longer ISO 8601 timestamp.
-pub fn parse_date(x: Expr) -> Expr {
-    x.cast(DataType::String)
-        .str()
-        .strip_chars(lit(NULL))
-        .str()
-        .slice(lit(0), lit(10))
-        .str()
-        .to_date(strptime("%Y-%m-%d"))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// An ISO 8601 timestamp (with or without `Z`, `T` or a space between date and time), or a date at midnight.
-pub fn parse_datetime(x: Expr) -> Expr {
-    let s = x.cast(DataType::String).str().strip_chars(lit(NULL));
-    let ts = |fmt: &str| {
-        s.clone().str().to_datetime(
-            Some(TimeUnit::Microseconds),
-            None,
-            strptime(fmt),
-            lit("raise"),
-        )
-    };
-    coalesce(&[
-        ts("%Y-%m-%dT%H:%M:%SZ"),
-        ts("%Y-%m-%dT%H:%M:%S"),
-        ts("%Y-%m-%d %H:%M:%S"),
-        ts("%Y-%m-%dT%H:%M:%S%.fZ"),
-        s.clone()
-            .str()
-            .to_date(strptime("%Y-%m-%d"))
-            .cast(DataType::Datetime(TimeUnit::Microseconds, None)),
-    ])
+    #[test]
+    fn dates_and_timestamps_parse_strictly() {
+        assert_eq!(date_days(b"1970-01-02"), Some(1));
+        assert_eq!(date_days(b"2020-02-29T10:00:00Z"), Some(18321));
+        assert_eq!(date_days(b"2021-02-29"), None);
+        assert_eq!(date_days(b"2020-1-01"), None);
+        assert_eq!(date_days(b"2020-01-01x"), None);
+        assert_eq!(datetime_micros(b"1970-01-01T00:00:01Z"), Some(1_000_000));
+        assert_eq!(datetime_micros(b"1970-01-01 00:01:00"), Some(60_000_000));
+        assert_eq!(datetime_micros(b"1970-01-01T00:00:00.5Z"), Some(500_000));
+        assert_eq!(datetime_micros(b"1970-01-02"), Some(86_400_000_000));
+        assert_eq!(datetime_micros(b"1970-01-01T25:00:00Z"), None);
+        assert_eq!(datetime_micros(b"1970-01-01T10:00"), None);
+    }
 }
