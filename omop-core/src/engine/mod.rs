@@ -144,6 +144,7 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
         report: Vec::new(),
         tables: BTreeMap::new(),
         derived_inputs: HashMap::new(),
+        writers: BTreeMap::new(),
     };
 
     // Keyed tables first, in dependency order; then everything else.
@@ -165,20 +166,17 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
         run.finish_table(spec, frames.into_iter().map(|(_, f)| f).collect(), true)?;
         stage(&format!("table {table}"), t);
     }
+    // Event rules stream their rows into the table files as they finish, so memory holds
+    // one rule's output at a time, not the whole CDM.
     let t = Instant::now();
-    let mut by_table: BTreeMap<&'static str, Vec<DataFrame>> = BTreeMap::new();
     for idx in other_rules {
         let rule = &pack.rules[idx as usize];
         for (spec, frame) in run.rule(idx, rule)? {
-            by_table.entry(spec.name).or_default().push(frame);
+            run.append_events(spec, frame)?;
         }
     }
+    run.close_writers()?;
     stage("event rules", t);
-    let t = Instant::now();
-    for (table, frames) in by_table {
-        run.finish_table(table_spec(table)?, frames, false)?;
-    }
-    stage("ids and writing", t);
 
     let t = Instant::now();
     run.derive()?;
@@ -216,12 +214,22 @@ fn table_spec(name: &str) -> Result<&'static TableSpec, EtlError> {
 
 /// CDM tables referred to by a rule: `ref(table, ...)` calls and `person`.
 fn rule_refs(rule: &Rule) -> BTreeSet<String> {
-    fn walk(ast: &Ast, out: &mut BTreeSet<String>) {
+    rule_ref_columns(rule).into_iter().map(|(t, _)| t).collect()
+}
+
+/// `(table, column)` for every `ref(table, key[, 'column'])` of a rule (`id` when no column is
+/// named), plus `(person, id)` for its `person`.
+fn rule_ref_columns(rule: &Rule) -> BTreeSet<(String, String)> {
+    fn walk(ast: &Ast, out: &mut BTreeSet<(String, String)>) {
         match ast {
             Ast::Call(name, args) => {
                 if name == "ref" {
                     if let Some(Ast::Column(t) | Ast::Lit(expr::Lit::Str(t))) = args.first() {
-                        out.insert(t.clone());
+                        let column = match args.get(2) {
+                            Some(Ast::Lit(expr::Lit::Str(c))) => c.clone(),
+                            _ => "id".to_string(),
+                        };
+                        out.insert((t.clone(), column));
                     }
                 }
                 args.iter().for_each(|a| walk(a, out));
@@ -250,7 +258,7 @@ fn rule_refs(rule: &Rule) -> BTreeSet<String> {
         }
     }
     if rule.person.is_some() {
-        out.insert("person".into());
+        out.insert(("person".into(), "id".into()));
     }
     out
 }
@@ -311,7 +319,9 @@ struct Run<'a> {
     report: Vec<SourceReport>,
     tables: BTreeMap<String, u64>,
     /// Narrow projections of written tables that derived tables need.
-    derived_inputs: HashMap<&'static str, DataFrame>,
+    derived_inputs: HashMap<&'static str, Vec<DataFrame>>,
+    /// Open Parquet writers of event tables.
+    writers: BTreeMap<&'static str, output::TableWriter>,
 }
 
 impl Run<'_> {
@@ -353,7 +363,57 @@ impl Run<'_> {
         Ok(result.outputs)
     }
 
-    /// Assigns ids, writes the table and its lineage, and keeps what later stages need.
+    /// Event rows of one rule: ids continue the table's sequence in rule order, then source
+    /// row order; rows and lineage are appended to the table's files.
+    fn append_events(
+        &mut self,
+        spec: &'static TableSpec,
+        frame: DataFrame,
+    ) -> Result<(), EtlError> {
+        let stage = format!("table {}", spec.name);
+        let mut order = vec![col(ROW)];
+        if let Some(c) = slots::slot_column(spec.name, "concept_id") {
+            order.push(col(c));
+        }
+        let writer = match self.writers.entry(spec.name) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(output::TableWriter::create(self.staging, spec)?)
+            }
+        };
+        let mut lf = frame.lazy().sort_by_exprs(
+            order,
+            SortMultipleOptions::default().with_maintain_order(true),
+        );
+        if let Some(pk) = spec.primary_key() {
+            let offset = writer.rows;
+            lf = lf
+                .with_row_index("__id", Some(1))
+                .with_column(
+                    (col("__id").cast(DataType::Int64) + lit(offset as i64))
+                        .cast(pk.polars_dtype())
+                        .alias(pk.name),
+                )
+                .drop(cols(["__id"]));
+        }
+        let df = lf.collect().map_err(|e| polars_err(&stage, e))?;
+        let names: Vec<&str> = spec.fields.iter().map(|f| f.name).collect();
+        let table = df.select(names).map_err(|e| polars_err(&stage, e))?;
+        let lineage = output::lineage(self.pack, self.sources, spec, &df)?;
+        writer.append(self.staging, &table, &lineage)?;
+        self.keep_for_derived(spec, &table)?;
+        *self.tables.entry(spec.name.to_string()).or_insert(0) += table.height() as u64;
+        Ok(())
+    }
+
+    fn close_writers(&mut self) -> Result<(), EtlError> {
+        for (_, w) in std::mem::take(&mut self.writers) {
+            w.finish()?;
+        }
+        Ok(())
+    }
+
+    /// Rows of a keyed table: ids in source-key order; rows with the same key are one CDM row.
     fn finish_table(
         &mut self,
         spec: &'static TableSpec,
@@ -399,16 +459,23 @@ impl Run<'_> {
         let df = lf.collect().map_err(|e| polars_err(&stage, e))?;
         if keyed {
             if let Some(pk) = spec.primary_key() {
-                // The key map keeps the whole row, so `ref(table, key, 'column')` can read any column.
-                let map = df
-                    .clone()
-                    .lazy()
-                    .select([
-                        col(KEY).alias("key"),
-                        col(pk.name).alias("id"),
-                        all().exclude_cols([KEY, RULE, ROW]).as_expr(),
-                    ])
+                // The key map keeps the id and the columns other rules read with
+                // `ref(table, key, 'column')`.
+                let mut keep = vec![col(KEY).alias("key"), col(pk.name).alias("id")];
+                let wanted: BTreeSet<String> = self
+                    .pack
+                    .rules
+                    .iter()
+                    .flat_map(rule_ref_columns)
+                    .filter(|(t, c)| t == spec.name && c != "id")
+                    .map(|(_, c)| c)
                     .collect();
+                for c in wanted {
+                    if df.column(&c).is_ok() {
+                        keep.push(col(c.as_str()));
+                    }
+                }
+                let map = df.clone().lazy().select(keep).collect();
                 self.keymaps.insert(
                     spec.name.to_string(),
                     map.map_err(|e| polars_err(&stage, e))?,
@@ -475,8 +542,21 @@ impl Run<'_> {
             .select(sel)
             .collect()
             .map_err(|e| polars_err("derived inputs", e))?;
-        self.derived_inputs.insert(spec.name, narrow);
+        self.derived_inputs
+            .entry(spec.name)
+            .or_default()
+            .push(narrow);
         Ok(())
+    }
+
+    /// The kept projection of a written table, as one lazy frame.
+    fn derived_input(&self, table: &str) -> Option<LazyFrame> {
+        let parts = self.derived_inputs.get(table)?;
+        concat(
+            parts.iter().map(|df| df.clone().lazy()).collect::<Vec<_>>(),
+            UnionArgs::default(),
+        )
+        .ok()
     }
 
     fn derive(&mut self) -> Result<(), EtlError> {
@@ -484,12 +564,8 @@ impl Run<'_> {
             let spans: Vec<LazyFrame> = p
                 .from
                 .iter()
-                .filter_map(|t| self.derived_inputs.get(t.as_str()))
-                .map(|df| {
-                    df.clone()
-                        .lazy()
-                        .select([col("person_id"), col("start"), col("end")])
-                })
+                .filter_map(|t| self.derived_input(t))
+                .map(|lf| lf.select([col("person_id"), col("start"), col("end")]))
                 .collect();
             if !spans.is_empty() {
                 let df = derive::observation_period(spans, p.period_type_concept_id)?;
@@ -499,18 +575,13 @@ impl Run<'_> {
         if let Some(eras) = &self.pack.eras {
             if let (Some(e), Some(occ)) = (
                 &eras.condition_era,
-                self.derived_inputs.get("condition_occurrence"),
+                self.derived_input("condition_occurrence"),
             ) {
-                let df = derive::condition_era(occ.clone().lazy(), e.gap_days)?;
+                let df = derive::condition_era(occ, e.gap_days)?;
                 self.write_table(table_spec("condition_era")?, df)?;
             }
-            if let (Some(e), Some(exp)) = (&eras.drug_era, self.derived_inputs.get("drug_exposure"))
-            {
-                let df = derive::drug_era(
-                    exp.clone().lazy(),
-                    self.vocab.ingredients.clone().lazy(),
-                    e.gap_days,
-                )?;
+            if let (Some(e), Some(exp)) = (&eras.drug_era, self.derived_input("drug_exposure")) {
+                let df = derive::drug_era(exp, self.vocab.ingredients.clone().lazy(), e.gap_days)?;
                 self.write_table(table_spec("drug_era")?, df)?;
             }
         }

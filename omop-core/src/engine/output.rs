@@ -72,6 +72,29 @@ impl Staging {
         Ok(())
     }
 
+    /// Opens a Parquet file at `rel` for writing in batches.
+    pub fn batched(
+        &self,
+        rel: &str,
+        schema: &Schema,
+    ) -> Result<polars::io::parquet::write::BatchedWriter<std::fs::File>, EtlError> {
+        let path = self.dir.join(rel);
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p).map_err(|e| EtlError::Io {
+                path: p.to_path_buf(),
+                source: e,
+            })?;
+        }
+        let file = std::fs::File::create(&path).map_err(|e| EtlError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        ParquetWriter::new(file)
+            .with_compression(ParquetCompression::Zstd(None))
+            .batched(schema)
+            .map_err(|e| polars_err(&format!("writing {}", path.display()), e))
+    }
+
     /// Writes a JSON document at `rel` inside the staging folder.
     pub fn write_json<T: serde::Serialize>(&self, rel: &str, value: &T) -> Result<(), EtlError> {
         let path = self.dir.join(rel);
@@ -119,6 +142,61 @@ impl Drop for Staging {
         if !self.committed.get() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// Appends rows and their lineage to `<table>.parquet` and `_omopkit/lineage/<table>.parquet`
+/// in the staging folder, one row group per call.
+pub struct TableWriter {
+    table: polars::io::parquet::write::BatchedWriter<std::fs::File>,
+    lineage: Option<polars::io::parquet::write::BatchedWriter<std::fs::File>>,
+    /// Rows written so far.
+    pub rows: u64,
+    name: &'static str,
+}
+
+impl TableWriter {
+    /// Opens the table's files in the staging folder.
+    pub fn create(staging: &Staging, spec: &'static TableSpec) -> Result<Self, EtlError> {
+        let table = staging.batched(&format!("{}.parquet", spec.name), &spec.polars_schema())?;
+        Ok(Self {
+            table,
+            lineage: None,
+            rows: 0,
+            name: spec.name,
+        })
+    }
+
+    /// Appends one batch of rows and their lineage.
+    pub fn append(
+        &mut self,
+        staging: &Staging,
+        rows: &DataFrame,
+        lineage: &DataFrame,
+    ) -> Result<(), EtlError> {
+        let err = |e| polars_err(&format!("writing table {}", self.name), e);
+        self.table.write_batch(rows).map_err(err)?;
+        if self.lineage.is_none() {
+            self.lineage = Some(staging.batched(
+                &format!("_omopkit/lineage/{}.parquet", self.name),
+                &lineage.schema(),
+            )?);
+        }
+        if let Some(l) = &mut self.lineage {
+            l.write_batch(lineage).map_err(err)?;
+        }
+        self.rows += rows.height() as u64;
+        Ok(())
+    }
+
+    /// Writes the Parquet footers.
+    pub fn finish(self) -> Result<(), EtlError> {
+        let err = |e| polars_err(&format!("writing table {}", self.name), e);
+        self.table.finish().map_err(err)?;
+        if let Some(l) = self.lineage {
+            l.finish().map_err(err)?;
+        }
+        Ok(())
     }
 }
 
