@@ -126,8 +126,7 @@ pub fn run_pack_tests(
         for (name, source) in &pack.sources {
             let rows = case.sources.get(name).map(Vec::as_slice).unwrap_or(&[]);
             let sep = source.separator.unwrap_or(',');
-            write_csv(&src.join(&source.file), &source.columns, rows, sep)
-                .map_err(|e| case_err(e))?;
+            write_csv(&src.join(&source.file), &source.columns, rows, sep).map_err(&case_err)?;
         }
         let out = work.join(format!("case{i}/out"));
         let opts = EtlOptions {

@@ -178,10 +178,10 @@ fn explain(
     );
     println!("  source: {line}");
     if let Some(r) = report.sources.iter().find(|r| r.rule == rule.id) {
-        for (why, _) in &r.filtered_by_reason {
+        for why in r.filtered_by_reason.keys() {
             println!("  filtered: {why}");
         }
-        for (why, _) in &r.rejected_by_reason {
+        for why in r.rejected_by_reason.keys() {
             println!(
                 "  rejected: {why} (see _omopkit/quarantine/{}.parquet)",
                 rule.id

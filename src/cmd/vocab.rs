@@ -30,7 +30,7 @@ pub enum VocabCommand {
     },
 }
 
-fn load(dir: &PathBuf, cache: Option<PathBuf>) -> Result<Vocabulary, CliError> {
+fn load(dir: &std::path::Path, cache: Option<PathBuf>) -> Result<Vocabulary, CliError> {
     let opts = cache.map_or_else(LoadOptions::default, LoadOptions::with_cache_dir);
     Vocabulary::load(dir, opts).map_err(|e| CliError::invalid(e.to_string()))
 }

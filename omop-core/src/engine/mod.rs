@@ -223,14 +223,14 @@ fn rule_ref_columns(rule: &Rule) -> BTreeSet<(String, String)> {
     fn walk(ast: &Ast, out: &mut BTreeSet<(String, String)>) {
         match ast {
             Ast::Call(name, args) => {
-                if name == "ref" {
-                    if let Some(Ast::Column(t) | Ast::Lit(expr::Lit::Str(t))) = args.first() {
-                        let column = match args.get(2) {
-                            Some(Ast::Lit(expr::Lit::Str(c))) => c.clone(),
-                            _ => "id".to_string(),
-                        };
-                        out.insert((t.clone(), column));
-                    }
+                if name == "ref"
+                    && let Some(Ast::Column(t) | Ast::Lit(expr::Lit::Str(t))) = args.first()
+                {
+                    let column = match args.get(2) {
+                        Some(Ast::Lit(expr::Lit::Str(c))) => c.clone(),
+                        _ => "id".to_string(),
+                    };
+                    out.insert((t.clone(), column));
                 }
                 args.iter().for_each(|a| walk(a, out));
             }
@@ -457,30 +457,28 @@ impl Run<'_> {
                 .drop(cols(["__id"]));
         }
         let df = lf.collect().map_err(|e| polars_err(&stage, e))?;
-        if keyed {
-            if let Some(pk) = spec.primary_key() {
-                // The key map keeps the id and the columns other rules read with
-                // `ref(table, key, 'column')`.
-                let mut keep = vec![col(KEY).alias("key"), col(pk.name).alias("id")];
-                let wanted: BTreeSet<String> = self
-                    .pack
-                    .rules
-                    .iter()
-                    .flat_map(rule_ref_columns)
-                    .filter(|(t, c)| t == spec.name && c != "id")
-                    .map(|(_, c)| c)
-                    .collect();
-                for c in wanted {
-                    if df.column(&c).is_ok() {
-                        keep.push(col(c.as_str()));
-                    }
+        if keyed && let Some(pk) = spec.primary_key() {
+            // The key map keeps the id and the columns other rules read with
+            // `ref(table, key, 'column')`.
+            let mut keep = vec![col(KEY).alias("key"), col(pk.name).alias("id")];
+            let wanted: BTreeSet<String> = self
+                .pack
+                .rules
+                .iter()
+                .flat_map(rule_ref_columns)
+                .filter(|(t, c)| t == spec.name && c != "id")
+                .map(|(_, c)| c)
+                .collect();
+            for c in wanted {
+                if df.column(&c).is_ok() {
+                    keep.push(col(c.as_str()));
                 }
-                let map = df.clone().lazy().select(keep).collect();
-                self.keymaps.insert(
-                    spec.name.to_string(),
-                    map.map_err(|e| polars_err(&stage, e))?,
-                );
             }
+            let map = df.clone().lazy().select(keep).collect();
+            self.keymaps.insert(
+                spec.name.to_string(),
+                map.map_err(|e| polars_err(&stage, e))?,
+            );
         }
         self.write_table(spec, df)
     }

@@ -179,7 +179,7 @@ impl TableWriter {
         if self.lineage.is_none() {
             self.lineage = Some(staging.batched(
                 &format!("_omopkit/lineage/{}.parquet", self.name),
-                &lineage.schema(),
+                lineage.schema(),
             )?);
         }
         if let Some(l) = &mut self.lineage {

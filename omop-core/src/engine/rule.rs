@@ -82,21 +82,22 @@ pub fn run_rule(
     let mut early_filter: Option<(String, u64)> = None;
     if let Some(w) = &rule.filter {
         let mut comp = Compiler::new(&columns, "__w");
-        if let Ok(f) = compile_text(&mut comp, w) {
-            if comp.joins.is_empty() && comp.checks.is_empty() {
-                let total = source
-                    .scan()?
-                    .select([len().cast(DataType::UInt64).alias("n")])
-                    .collect()
-                    .map_err(|e| polars_err(&format!("rule {}", rule.id), e))?;
-                let total = total
-                    .column("n")
-                    .ok()
-                    .and_then(|c| c.u64().ok().and_then(|v| v.get(0)))
-                    .unwrap_or(0);
-                lf = lf.filter(f.fill_null(lit(false)));
-                early_filter = Some((format!("where: {w}"), total));
-            }
+        if let Ok(f) = compile_text(&mut comp, w)
+            && comp.joins.is_empty()
+            && comp.checks.is_empty()
+        {
+            let total = source
+                .scan()?
+                .select([len().cast(DataType::UInt64).alias("n")])
+                .collect()
+                .map_err(|e| polars_err(&format!("rule {}", rule.id), e))?;
+            let total = total
+                .column("n")
+                .ok()
+                .and_then(|c| c.u64().ok().and_then(|v| v.get(0)))
+                .unwrap_or(0);
+            lf = lf.filter(f.fill_null(lit(false)));
+            early_filter = Some((format!("where: {w}"), total));
         }
     }
 
@@ -283,14 +284,14 @@ pub fn run_rule(
     let mut field_exprs: Vec<Expr> = Vec::new();
     for spec in &tables {
         for f in spec.fields {
-            if let Some((_, text)) = field_for(rule, spec.name, f.name) {
-                if !field_cols.contains_key(text) {
-                    let e = compile_text(&mut comp, text)
-                        .map_err(|m| ctx(format!("{}.{}: {m}", spec.name, f.name)))?;
-                    let name = format!("__f{}", field_cols.len());
-                    field_exprs.push(e.alias(name.as_str()));
-                    field_cols.insert(text.to_string(), name);
-                }
+            if let Some((_, text)) = field_for(rule, spec.name, f.name)
+                && !field_cols.contains_key(text)
+            {
+                let e = compile_text(&mut comp, text)
+                    .map_err(|m| ctx(format!("{}.{}: {m}", spec.name, f.name)))?;
+                let name = format!("__f{}", field_cols.len());
+                field_exprs.push(e.alias(name.as_str()));
+                field_cols.insert(text.to_string(), name);
             }
         }
     }
@@ -310,17 +311,17 @@ pub fn run_rule(
                 // Every look-up into the same table with the same key shares this one join.
                 let mut wanted = vec![col("key").alias("__rk")];
                 for (m, other) in comp.joins.iter().enumerate().skip(n) {
-                    if let JoinKind::Ref { column, .. } = &other.kind {
-                        if other.key_id == j.key_id {
-                            let c = column.as_deref().unwrap_or("id");
-                            if map.column(c).is_err() {
-                                return Err(ctx(format!(
-                                    "ref({table}, ..., '{c}'): {table} has no column `{c}`"
-                                )));
-                            }
-                            wanted.push(col(c).alias(other.output.as_str()));
-                            done[m] = true;
+                    if let JoinKind::Ref { column, .. } = &other.kind
+                        && other.key_id == j.key_id
+                    {
+                        let c = column.as_deref().unwrap_or("id");
+                        if map.column(c).is_err() {
+                            return Err(ctx(format!(
+                                "ref({table}, ..., '{c}'): {table} has no column `{c}`"
+                            )));
                         }
+                        wanted.push(col(c).alias(other.output.as_str()));
+                        done[m] = true;
                     }
                 }
                 lf = lf.join(
