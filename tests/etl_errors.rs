@@ -48,6 +48,7 @@ fn opts(dir: &Path, pack: PathBuf, src: PathBuf, vocab: PathBuf) -> EtlOptions {
         vocab,
         vocab_cache: Some(dir.join("vc")),
         out: dir.join("cdm"),
+        chunk_rows: None,
     }
 }
 

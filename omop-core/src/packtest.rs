@@ -135,6 +135,7 @@ pub fn run_pack_tests(
             vocab: vocab_dir.clone(),
             vocab_cache: Some(work.join("vocab-cache")),
             out: out.clone(),
+            chunk_rows: None,
         };
         let mut failures = Vec::new();
         match engine::run(&opts) {

@@ -27,6 +27,9 @@ pub struct EtlArgs {
     /// Print the run report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Source rows processed at once; lower it to use less memory.
+    #[arg(long, default_value_t = omop_core::engine::DEFAULT_CHUNK_ROWS)]
+    pub chunk_rows: usize,
 }
 
 /// Runs the ETL and prints a summary on stderr.
@@ -37,6 +40,7 @@ pub fn run(args: EtlArgs) -> CmdResult {
         vocab: args.vocab,
         vocab_cache: args.vocab_cache,
         out: args.out.clone(),
+        chunk_rows: Some(args.chunk_rows),
     };
     let report = engine::run(&opts)?;
     eprint!("{}", report.summary());

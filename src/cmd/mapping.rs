@@ -161,6 +161,7 @@ fn explain(
         vocab,
         vocab_cache,
         out: out.clone(),
+        chunk_rows: None,
     });
     let report = match result {
         Ok(r) => r,

@@ -106,7 +106,12 @@ pub struct EtlOptions {
     pub vocab_cache: Option<PathBuf>,
     /// The output folder; replaced as a whole when the run succeeds.
     pub out: PathBuf,
+    /// Source rows processed at once (default [`DEFAULT_CHUNK_ROWS`]); bounds memory.
+    pub chunk_rows: Option<usize>,
 }
+
+/// Source rows a rule processes at once unless told otherwise.
+pub const DEFAULT_CHUNK_ROWS: usize = 500_000;
 
 /// Runs a pack. On success the output folder holds the CDM tables and `_omopkit/`.
 pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
@@ -145,6 +150,7 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
         tables: BTreeMap::new(),
         derived_inputs: HashMap::new(),
         writers: BTreeMap::new(),
+        chunk_rows: opts.chunk_rows.unwrap_or(DEFAULT_CHUNK_ROWS) as u64,
     };
 
     // Keyed tables first, in dependency order; then everything else.
@@ -160,10 +166,10 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
             .collect();
         let mut frames = Vec::new();
         for (idx, rule) in rules {
-            frames.extend(run.rule(idx, rule)?);
+            frames.extend(run.rule(idx, rule, true)?);
         }
         let spec = table_spec(table)?;
-        run.finish_table(spec, frames.into_iter().map(|(_, f)| f).collect(), true)?;
+        run.finish_table(spec, frames, true)?;
         stage(&format!("table {table}"), t);
     }
     // Event rules stream their rows into the table files as they finish, so memory holds
@@ -171,9 +177,7 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
     let t = Instant::now();
     for idx in other_rules {
         let rule = &pack.rules[idx as usize];
-        for (spec, frame) in run.rule(idx, rule)? {
-            run.append_events(spec, frame)?;
-        }
+        run.rule(idx, rule, false)?;
     }
     run.close_writers()?;
     stage("event rules", t);
@@ -322,45 +326,116 @@ struct Run<'a> {
     derived_inputs: HashMap<&'static str, Vec<DataFrame>>,
     /// Open Parquet writers of event tables.
     writers: BTreeMap<&'static str, output::TableWriter>,
+    /// Source rows per chunk.
+    chunk_rows: u64,
 }
 
 impl Run<'_> {
-    fn rule(
-        &mut self,
-        idx: u32,
-        rule: &Rule,
-    ) -> Result<Vec<(&'static TableSpec, DataFrame)>, EtlError> {
+    /// Runs a rule over its source in chunks of at most `chunk_rows` rows, so memory holds one
+    /// chunk's rows at a time. Event rows go straight to the table files; rows of keyed tables
+    /// are returned (their ids need every row).
+    fn rule(&mut self, idx: u32, rule: &Rule, keyed: bool) -> Result<Vec<DataFrame>, EtlError> {
         let source = &self.sources[&rule.source];
         let t = Instant::now();
-        let result = rule::run_rule(idx, rule, source, self.vocab, &self.keymaps)?;
-        let rejected_rows: u64 = result.rejected_by_reason.values().sum();
-        let filtered_rows: u64 = result.filtered_by_reason.values().sum();
-        if result.read != result.written + rejected_rows + filtered_rows {
+        let total = source.count_rows()?;
+        // Deduplication needs every row of the rule at once.
+        let chunk = if rule.deduplicate.is_some() {
+            total.max(1)
+        } else {
+            self.chunk_rows.max(1)
+        };
+        let mut keyed_rows = Vec::new();
+        let mut rejected = Vec::new();
+        let mut stats = Vec::new();
+        let (mut read, mut written) = (0u64, 0u64);
+        let mut rejected_by_reason: BTreeMap<String, u64> = BTreeMap::new();
+        let mut filtered_by_reason: BTreeMap<String, u64> = BTreeMap::new();
+        let mut early_filter: Option<String>;
+        let mut offset = 0u64;
+        loop {
+            let slice = if chunk >= total {
+                None
+            } else {
+                Some((offset, chunk))
+            };
+            let result = rule::run_rule(idx, rule, source, self.vocab, &self.keymaps, slice)?;
+            let r: u64 = result.rejected_by_reason.values().sum();
+            let f: u64 = result.filtered_by_reason.values().sum();
+            if result.read != result.written + r + f {
+                return Err(EtlError::Rule {
+                    rule: rule.id.clone(),
+                    message: format!(
+                        "internal accounting error: read {} != written {} + rejected {r} + filtered {f}",
+                        result.read, result.written
+                    ),
+                });
+            }
+            read += result.read;
+            written += result.written;
+            for (k, v) in result.rejected_by_reason {
+                *rejected_by_reason.entry(k).or_insert(0) += v;
+            }
+            for (k, v) in result.filtered_by_reason {
+                *filtered_by_reason.entry(k).or_insert(0) += v;
+            }
+            early_filter = result.early_filter;
+            stats.extend(result.code_stats);
+            if result.rejected.height() > 0 {
+                rejected.push(result.rejected);
+            }
+            for (spec, frame) in result.outputs {
+                if keyed {
+                    keyed_rows.push(frame);
+                } else {
+                    self.append_events(spec, frame)?;
+                }
+            }
+            offset += chunk;
+            if slice.is_none() || offset >= total {
+                break;
+            }
+        }
+        if let Some(reason) = early_filter {
+            filtered_by_reason.insert(reason, total.saturating_sub(read));
+            read = total;
+        }
+        let rejected_rows: u64 = rejected_by_reason.values().sum();
+        let filtered_rows: u64 = filtered_by_reason.values().sum();
+        if read != total {
             return Err(EtlError::Rule {
                 rule: rule.id.clone(),
                 message: format!(
-                    "internal accounting error: read {} != written {} + rejected {} + filtered {}",
-                    result.read, result.written, rejected_rows, filtered_rows
+                    "internal accounting error: {total} rows in the file, {read} read"
                 ),
             });
         }
-        if rejected_rows > 0 {
-            output::write_quarantine(self.staging, rule, source, &result.rejected)?;
+        if !rejected.is_empty() {
+            let all = concat(
+                rejected.into_iter().map(|d| d.lazy()).collect::<Vec<_>>(),
+                UnionArgs::default(),
+            )
+            .and_then(|l| l.collect())
+            .map_err(|e| polars_err("quarantine", e))?;
+            output::write_quarantine(self.staging, rule, source, &all)?;
         }
+        let coverage = match &rule.concept {
+            Some(c) if !stats.is_empty() => Some(rule::coverage(stats, c)?),
+            _ => None,
+        };
         self.report.push(SourceReport {
             rule: rule.id.clone(),
             source: rule.source.clone(),
             file: source.file.clone(),
-            rows_read: result.read,
-            rows_written: result.written,
+            rows_read: read,
+            rows_written: written,
             rows_rejected: rejected_rows,
             rows_filtered: filtered_rows,
-            rejected_by_reason: result.rejected_by_reason,
-            filtered_by_reason: result.filtered_by_reason,
-            coverage: result.coverage,
+            rejected_by_reason,
+            filtered_by_reason,
+            coverage,
             seconds: t.elapsed().as_secs_f64(),
         });
-        Ok(result.outputs)
+        Ok(keyed_rows)
     }
 
     /// Event rows of one rule: ids continue the table's sequence in rule order, then source

@@ -38,8 +38,11 @@ pub struct RuleResult {
     pub rejected_by_reason: BTreeMap<String, u64>,
     /// Source rows filtered out by an explicit rule, by reason.
     pub filtered_by_reason: BTreeMap<String, u64>,
-    /// Mapping coverage of the rule's code look-up.
-    pub coverage: Option<Coverage>,
+    /// The reason of a `where` that ran before everything else: the rows it dropped are not
+    /// in `read` and the caller counts them from the file's row count.
+    pub early_filter: Option<String>,
+    /// Per code: `code`, `mapped` and `rows`, for mapping coverage.
+    pub code_stats: Option<DataFrame>,
 }
 
 /// How well a rule's codes map to standard concepts.
@@ -68,36 +71,30 @@ pub fn run_rule(
     source: &SourceTable,
     vocab: &VocabTables,
     keymaps: &HashMap<String, DataFrame>,
+    slice: Option<(u64, u64)>,
 ) -> Result<RuleResult, EtlError> {
     let ctx = |m: String| EtlError::Rule {
         rule: rule.id.clone(),
         message: m,
     };
-    let mut lf = source.scan()?;
+    let mut lf = match slice {
+        Some((offset, len)) => source.scan_slice(offset, len)?,
+        None => source.scan()?,
+    };
     let mut columns: BTreeSet<String> = source.columns.iter().cloned().collect();
     let mut drop_reasons: Vec<(Expr, String)> = Vec::new();
 
     // A `where` over plain source columns runs first, so rows it drops cost nothing later;
     // they are counted from the file's row count.
-    let mut early_filter: Option<(String, u64)> = None;
+    let mut early_filter: Option<String> = None;
     if let Some(w) = &rule.filter {
         let mut comp = Compiler::new(&columns, "__w");
         if let Ok(f) = compile_text(&mut comp, w)
             && comp.joins.is_empty()
             && comp.checks.is_empty()
         {
-            let total = source
-                .scan()?
-                .select([len().cast(DataType::UInt64).alias("n")])
-                .collect()
-                .map_err(|e| polars_err(&format!("rule {}", rule.id), e))?;
-            let total = total
-                .column("n")
-                .ok()
-                .and_then(|c| c.u64().ok().and_then(|v| v.get(0)))
-                .unwrap_or(0);
             lf = lf.filter(f.fill_null(lit(false)));
-            early_filter = Some((format!("where: {w}"), total));
+            early_filter = Some(format!("where: {w}"));
         }
     }
 
@@ -580,7 +577,7 @@ pub fn run_rule(
         .agg([len().alias("n")])
         .collect()
         .map_err(|e| polars_err("accounting", e))?;
-    let mut read = df
+    let read = df
         .column(ROW)
         .and_then(|c| c.n_unique())
         .map_err(|e| polars_err("accounting", e))? as u64;
@@ -610,15 +607,10 @@ pub fn run_rule(
             _ => *filtered_by_reason.entry(reason).or_insert(0) += count,
         }
     }
-    if let Some((reason, total)) = early_filter {
-        filtered_by_reason.insert(reason, total.saturating_sub(read));
-        read = total;
-    }
-    let coverage = rule
-        .concept
-        .as_ref()
-        .map(|c| coverage(&df, c))
-        .transpose()?;
+    let code_stats = match rule.concept {
+        Some(_) => Some(code_stats(&df)?),
+        None => None,
+    };
     Ok(RuleResult {
         outputs,
         rejected,
@@ -626,7 +618,8 @@ pub fn run_rule(
         written,
         rejected_by_reason,
         filtered_by_reason,
-        coverage,
+        early_filter,
+        code_stats,
     })
 }
 
@@ -636,21 +629,40 @@ fn compile_text(comp: &mut Compiler<'_>, text: &str) -> Result<Expr, String> {
         .map_err(|e| format!("`{text}`: {e}"))
 }
 
-fn coverage(df: &DataFrame, c: &crate::mapping::ConceptLookup) -> Result<Coverage, EtlError> {
-    let per_row = df
-        .clone()
+/// Rows per (code, mapped) of one run of a rule; merged across chunks by [`coverage`].
+fn code_stats(df: &DataFrame) -> Result<DataFrame, EtlError> {
+    df.clone()
         .lazy()
         .filter(col(CODE).is_not_null())
         .group_by([col(ROW)])
         .agg([
             col(CODE).first().alias("code"),
             col("_concept_id").is_not_null().any(true).alias("mapped"),
-        ]);
-    let totals = per_row
+        ])
+        .group_by([col("code"), col("mapped")])
+        .agg([len().cast(DataType::UInt64).alias("rows")])
+        .collect()
+        .map_err(|e| polars_err("coverage", e))
+}
+
+/// Mapping coverage from the code statistics of every chunk of a rule.
+pub fn coverage(
+    stats: Vec<DataFrame>,
+    c: &crate::mapping::ConceptLookup,
+) -> Result<Coverage, EtlError> {
+    let per_code = concat(
+        stats.into_iter().map(|d| d.lazy()).collect::<Vec<_>>(),
+        UnionArgs::default(),
+    )
+    .map_err(|e| polars_err("coverage", e))?
+    .group_by([col("code"), col("mapped")])
+    .agg([col("rows").sum()]);
+    let totals = per_code
         .clone()
         .select([
-            len().cast(DataType::UInt64).alias("records"),
-            col("mapped")
+            col("rows").sum().cast(DataType::UInt64).alias("records"),
+            col("rows")
+                .filter(col("mapped"))
                 .sum()
                 .cast(DataType::UInt64)
                 .alias("records_mapped"),
@@ -670,10 +682,9 @@ fn coverage(df: &DataFrame, c: &crate::mapping::ConceptLookup) -> Result<Coverag
             .and_then(|c| c.u64().ok().and_then(|v| v.get(0)))
             .unwrap_or(0)
     };
-    let top = per_row
+    let top = per_code
         .filter(col("mapped").not())
-        .group_by([col("code")])
-        .agg([len().cast(DataType::UInt64).alias("n")])
+        .select([col("code"), col("rows").cast(DataType::UInt64).alias("n")])
         .sort_by_exprs(
             [col("n"), col("code")],
             SortMultipleOptions::default().with_order_descending_multi([true, false]),

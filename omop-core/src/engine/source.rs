@@ -53,25 +53,76 @@ impl SourceTable {
 
     /// A lazy scan of the declared columns, all as text, plus [`ROW`].
     pub fn scan(&self) -> Result<LazyFrame, EtlError> {
-        let path = self.path.to_str().ok_or_else(|| EtlError::Source {
+        self.scan_with(
+            |r| {
+                r.with_row_index(Some(RowIndex {
+                    name: ROW.into(),
+                    offset: 1,
+                }))
+            },
+            true,
+        )
+    }
+
+    /// Like [`SourceTable::scan`], for the `len` data rows after the first `offset`;
+    /// [`ROW`] still counts from the start of the file.
+    pub fn scan_slice(&self, offset: u64, len: u64) -> Result<LazyFrame, EtlError> {
+        let start = IdxSize::try_from(offset + 1).map_err(|_| EtlError::Source {
             file: self.path.clone(),
-            message: "the path is not valid UTF-8".into(),
+            message: "too many rows for one file".into(),
         })?;
-        let lf = LazyCsvReader::new(PlRefPath::new(path))
-            .with_has_header(true)
-            .with_separator(self.separator)
-            .with_infer_schema_length(Some(0))
-            .with_missing_is_null(true)
-            .with_row_index(Some(RowIndex {
-                name: ROW.into(),
-                offset: 1,
-            }))
-            .finish()
+        self.scan_with(
+            |r| {
+                r.with_skip_rows_after_header(offset as usize)
+                    .with_n_rows(Some(len as usize))
+                    .with_row_index(Some(RowIndex {
+                        name: ROW.into(),
+                        offset: start,
+                    }))
+            },
+            true,
+        )
+    }
+
+    /// The number of data rows in the file.
+    pub fn count_rows(&self) -> Result<u64, EtlError> {
+        let df = self
+            .scan_with(|r| r, false)?
+            .select([len().cast(DataType::UInt64).alias("n")])
+            .collect()
             .map_err(|e| EtlError::Source {
                 file: self.path.clone(),
                 message: e.to_string(),
             })?;
-        let mut cols = vec![col(ROW).cast(DataType::UInt64)];
+        Ok(df
+            .column("n")
+            .ok()
+            .and_then(|c| c.u64().ok().and_then(|v| v.get(0)))
+            .unwrap_or(0))
+    }
+
+    fn scan_with(
+        &self,
+        configure: impl FnOnce(LazyCsvReader) -> LazyCsvReader,
+        row_index: bool,
+    ) -> Result<LazyFrame, EtlError> {
+        let path = self.path.to_str().ok_or_else(|| EtlError::Source {
+            file: self.path.clone(),
+            message: "the path is not valid UTF-8".into(),
+        })?;
+        let reader = LazyCsvReader::new(PlRefPath::new(path))
+            .with_has_header(true)
+            .with_separator(self.separator)
+            .with_infer_schema_length(Some(0))
+            .with_missing_is_null(true);
+        let lf = configure(reader).finish().map_err(|e| EtlError::Source {
+            file: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        if !row_index {
+            return Ok(lf);
+        }
+        let mut cols: Vec<Expr> = vec![col(ROW).cast(DataType::UInt64)];
         cols.extend(self.columns.iter().map(|c| col(c.as_str())));
         Ok(lf.select(cols))
     }
