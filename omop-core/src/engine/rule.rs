@@ -566,21 +566,31 @@ pub fn run_rule(
                 ]),
         );
     }
-    let status = concat(status_parts, UnionArgs::default())
-        .map_err(|e| polars_err("accounting", e))?
-        .sort(
-            ["__s"],
-            SortMultipleOptions::default().with_maintain_order(true),
-        )
-        .unique_stable_generic(Some(vec![col(ROW)]), UniqueKeepStrategy::First)
+    // Without 'Maps to' fan-out or deduplication every source row is exactly one row of
+    // `df` and lands in exactly one part, so the parts can be counted as they are.
+    let fan_out = (rule.concept.is_some() && vocab.multi_target) || rule.deduplicate.is_some();
+    let mut status =
+        concat(status_parts, UnionArgs::default()).map_err(|e| polars_err("accounting", e))?;
+    if fan_out {
+        status = status
+            .sort(
+                ["__s"],
+                SortMultipleOptions::default().with_maintain_order(true),
+            )
+            .unique_stable_generic(Some(vec![col(ROW)]), UniqueKeepStrategy::First);
+    }
+    let status = status
         .group_by([col("__s"), col("__why")])
         .agg([len().alias("n")])
         .collect()
         .map_err(|e| polars_err("accounting", e))?;
-    let read = df
-        .column(ROW)
-        .and_then(|c| c.n_unique())
-        .map_err(|e| polars_err("accounting", e))? as u64;
+    let read = if fan_out {
+        df.column(ROW)
+            .and_then(|c| c.n_unique())
+            .map_err(|e| polars_err("accounting", e))? as u64
+    } else {
+        df.height() as u64
+    };
     let mut written = 0u64;
     let mut rejected_by_reason = BTreeMap::new();
     let mut filtered_by_reason = BTreeMap::new();
@@ -608,7 +618,7 @@ pub fn run_rule(
         }
     }
     let code_stats = match rule.concept {
-        Some(_) => Some(code_stats(&df)?),
+        Some(_) => Some(code_stats(&df, fan_out)?),
         None => None,
     };
     Ok(RuleResult {
@@ -630,15 +640,20 @@ fn compile_text(comp: &mut Compiler<'_>, text: &str) -> Result<Expr, String> {
 }
 
 /// Rows per (code, mapped) of one run of a rule; merged across chunks by [`coverage`].
-fn code_stats(df: &DataFrame) -> Result<DataFrame, EtlError> {
-    df.clone()
-        .lazy()
-        .filter(col(CODE).is_not_null())
-        .group_by([col(ROW)])
-        .agg([
+fn code_stats(df: &DataFrame, fan_out: bool) -> Result<DataFrame, EtlError> {
+    let rows = df.clone().lazy().filter(col(CODE).is_not_null());
+    let per_row = if fan_out {
+        rows.group_by([col(ROW)]).agg([
             col(CODE).first().alias("code"),
             col("_concept_id").is_not_null().any(true).alias("mapped"),
         ])
+    } else {
+        rows.select([
+            col(CODE).alias("code"),
+            col("_concept_id").is_not_null().alias("mapped"),
+        ])
+    };
+    per_row
         .group_by([col("code"), col("mapped")])
         .agg([len().cast(DataType::UInt64).alias("rows")])
         .collect()

@@ -17,6 +17,9 @@ pub struct VocabTables {
     pub ingredients: DataFrame,
     /// The vocabulary release, for `cdm_source`.
     pub version: Option<String>,
+    /// Whether some code maps to more than one standard concept (one source row may then
+    /// become several CDM rows).
+    pub multi_target: bool,
 }
 
 impl VocabTables {
@@ -115,11 +118,25 @@ impl VocabTables {
                 Field::new("ingredient_concept_id".into(), DataType::Int32),
             ])),
         };
+        let per_code = maps
+            .clone()
+            .lazy()
+            .group_by([col("vocabulary_id"), col("concept_code")])
+            .agg([len().alias("n")])
+            .select([col("n").max().cast(DataType::UInt64).alias("n")])
+            .collect()
+            .map_err(err)?;
+        let most = per_code
+            .column("n")
+            .ok()
+            .and_then(|c| c.u64().ok().and_then(|v| v.get(0)))
+            .unwrap_or(0);
         Ok(Self {
             codes,
             maps,
             ingredients,
             version: vocab.version(),
+            multi_target: most > 1,
         })
     }
 }
