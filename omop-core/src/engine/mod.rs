@@ -136,7 +136,21 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
     stage("pack and sources", t);
 
     let t = Instant::now();
-    let vocab = VocabTables::load(&opts.vocab, opts.vocab_cache.as_deref(), &opts.out)?;
+    let pack_dir = if opts.pack.is_dir() {
+        opts.pack.clone()
+    } else {
+        opts.pack
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    };
+    let vocab = VocabTables::load(
+        &opts.vocab,
+        opts.vocab_cache.as_deref(),
+        &opts.out,
+        &pack.vocabulary,
+        &pack_dir,
+    )?;
     stage("vocabulary", t);
 
     let staging = output::Staging::create(&opts.out)?;

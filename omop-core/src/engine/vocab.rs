@@ -1,6 +1,7 @@
 //! The vocabulary as the frames the engine joins against.
 
 use super::{EtlError, polars_err};
+use crate::mapping::VocabularyExtras;
 use omop_vocab::{LoadOptions, Vocabulary};
 use polars::prelude::*;
 use std::path::Path;
@@ -25,7 +26,13 @@ pub struct VocabTables {
 impl VocabTables {
     /// Loads the vocabulary in `dir`. The Parquet cache goes to `cache`, else inside `dir`,
     /// else (read-only `dir`) into a folder next to the output `out`.
-    pub fn load(dir: &Path, cache: Option<&Path>, out: &Path) -> Result<Self, EtlError> {
+    pub fn load(
+        dir: &Path,
+        cache: Option<&Path>,
+        out: &Path,
+        extras: &VocabularyExtras,
+        pack_dir: &Path,
+    ) -> Result<Self, EtlError> {
         let fallback = cache.map(Path::to_path_buf).unwrap_or_else(|| {
             let name = out
                 .file_name()
@@ -33,8 +40,25 @@ impl VocabTables {
                 .unwrap_or_default();
             out.with_file_name(format!(".{name}.vocab-cache"))
         });
-        let vocab = Vocabulary::load(dir, LoadOptions::with_cache_dir(fallback))
+        let mut vocab = Vocabulary::load(dir, LoadOptions::with_cache_dir(fallback))
             .map_err(|e| EtlError::Vocab(e.to_string()))?;
+        let verr = |e: omop_vocab::VocabError| EtlError::Vocab(e.to_string());
+        for f in &extras.local_concepts {
+            let rel = f.relationships.as_ref().map(|r| pack_dir.join(r));
+            vocab
+                .add_local_concepts(&pack_dir.join(&f.concepts), rel.as_deref())
+                .map_err(verr)?;
+        }
+        for f in &extras.source_to_concept_map {
+            vocab
+                .import_source_to_concept_map(&pack_dir.join(f), None)
+                .map_err(verr)?;
+        }
+        for f in &extras.usagi {
+            vocab
+                .import_usagi(&pack_dir.join(&f.file), &f.vocabulary_id)
+                .map_err(verr)?;
+        }
         Self::from_vocabulary(&vocab)
     }
 

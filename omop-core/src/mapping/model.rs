@@ -32,6 +32,45 @@ pub struct Pack {
     /// The `cdm_source` row. The vocabulary version is filled in from the vocabulary.
     #[serde(default)]
     pub cdm_source: Option<CdmSourceInfo>,
+    /// Mappings and local concepts added to the vocabulary for this pack.
+    #[serde(default)]
+    pub vocabulary: VocabularyExtras,
+}
+
+/// Mappings and local concepts that a pack brings along, with paths relative to the pack folder.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VocabularyExtras {
+    /// `source_to_concept_map` CSV files.
+    #[serde(default)]
+    pub source_to_concept_map: Vec<String>,
+    /// Usagi exports; only APPROVED rows are used.
+    #[serde(default)]
+    pub usagi: Vec<UsagiFile>,
+    /// Local concepts (ids of 2,000,000,000 and above) for code systems that OMOP lacks.
+    #[serde(default)]
+    pub local_concepts: Vec<LocalConceptFiles>,
+}
+
+/// One Usagi export.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsagiFile {
+    /// The CSV file.
+    pub file: String,
+    /// The vocabulary id its source codes belong to (what rules list in `vocabularies`).
+    pub vocabulary_id: String,
+}
+
+/// Local concepts in CONCEPT layout, with their 'Maps to' rows in CONCEPT_RELATIONSHIP layout.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConceptFiles {
+    /// The concepts.
+    pub concepts: String,
+    /// Their relationships.
+    #[serde(default)]
+    pub relationships: Option<String>,
 }
 
 fn default_cdm_version() -> String {
