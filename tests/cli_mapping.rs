@@ -1,0 +1,82 @@
+//! The `omopkit mapping` commands, run as a user would.
+
+mod common;
+
+use std::process::Command;
+
+#[test]
+fn lint_accepts_the_synthea_pack_and_names_errors_in_a_broken_one() {
+    let ok = Command::new(common::omopkit_bin())
+        .args(["mapping", "lint"])
+        .arg(common::root().join("mappings/synthea"))
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let tmp = common::tempdir();
+    let text = std::fs::read_to_string(common::root().join("mappings/synthea/pack.yaml"))
+        .unwrap()
+        .replace("table: death\n", "table: deaths\n");
+    std::fs::write(tmp.path().join("pack.yaml"), text).unwrap();
+    let bad = Command::new(common::omopkit_bin())
+        .args(["mapping", "lint"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("rule death") && err.contains("unknown CDM table `deaths`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn explain_shows_how_one_source_row_becomes_cdm_rows() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let src = shared.join("data/synthea-source");
+    let tmp = common::tempdir();
+    // Row 1 of conditions.csv: SNOMED 195662009 (acute viral pharyngitis) on 2023-01-27.
+    let out = Command::new(common::omopkit_bin())
+        .args([
+            "mapping",
+            "explain",
+            "--rule",
+            "conditions",
+            "--row",
+            "1",
+            "--mapping",
+        ])
+        .arg(common::root().join("mappings/synthea"))
+        .arg("--source")
+        .arg(src.join("csv"))
+        .arg("--vocab")
+        .arg(src.join("vocabulary"))
+        .arg("--vocab-cache")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("→ condition_occurrence row"), "{text}");
+    assert!(
+        text.contains("condition_source_value") && text.contains("195662009"),
+        "{text}"
+    );
+    assert!(
+        text.contains("condition_start_date")
+            && text.contains("2023-01-27")
+            && text.contains("← start_date: date(START)"),
+        "{text}"
+    );
+}
