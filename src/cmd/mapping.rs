@@ -177,7 +177,31 @@ fn explain(
         rule_tables(rule).join(" | "),
         src.file
     );
-    println!("  source: {line}");
+    // Only the columns the pack declares are shown: the others (e.g. identity numbers) are never read.
+    let one_row = LazyCsvReader::new(PlRefPath::new(
+        work.join("source")
+            .join(&src.file)
+            .to_string_lossy()
+            .as_ref(),
+    ))
+    .with_has_header(true)
+    .with_separator(src.separator.unwrap_or(',') as u8)
+    .with_infer_schema_length(Some(0))
+    .finish()
+    .and_then(|lf| {
+        lf.select(
+            src.columns
+                .iter()
+                .map(|c| col(c.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .collect()
+    })
+    .map_err(|e| CliError::failed(e.to_string()))?;
+    for c in one_row.columns() {
+        let v = c.get(0).map(|v| v.to_string()).unwrap_or_default();
+        println!("  {:<34} {v}", format!("{}:", c.name()));
+    }
     if let Some(r) = report.sources.iter().find(|r| r.rule == rule.id) {
         for why in r.filtered_by_reason.keys() {
             println!("  filtered: {why}");

@@ -410,7 +410,10 @@ impl Run<'_> {
             }
         }
         if let Some(reason) = early_filter {
-            filtered_by_reason.insert(reason, total.saturating_sub(read));
+            let dropped = total.saturating_sub(read);
+            if dropped > 0 {
+                filtered_by_reason.insert(reason, dropped);
+            }
             read = total;
         }
         let rejected_rows: u64 = rejected_by_reason.values().sum();
