@@ -40,7 +40,7 @@ fn etl(c: &mut Criterion) {
                     "if(CODE in ['1', '2'], 1, 0)",
                 ] {
                     let ast = omop_core::expr::parse(text).expect("parses");
-                    std::hint::black_box(comp.compile(&ast, text).expect("compiles"));
+                    let _ = std::hint::black_box(comp.compile(&ast, text).expect("compiles"));
                 }
             }
         })

@@ -228,3 +228,36 @@ fn inclusion_statistics_match_java_circe() {
         "celecoxibCensored: lost_count"
     );
 }
+
+#[test]
+fn on_disk_index_gives_the_reference_results() {
+    let Some((shared, cdm)) = gibleed() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("index");
+    omop_cohort::store::save(cdm, &dir).expect("index written");
+    assert!(omop_cohort::store::exists(&dir));
+    let reloaded = omop_cohort::store::load(&dir).expect("index read");
+    assert_eq!(reloaded.person_count(), cdm.person_count());
+    for e in expected(shared).iter().step_by(7) {
+        let result = run(&definition_path(shared, &e.id), &reloaded);
+        let md5 = cohort_support::md5_hex(result.canonical_text().as_bytes());
+        assert_eq!(
+            (result.rows.len(), result.subject_count()),
+            (e.rows, e.subjects),
+            "{}",
+            e.id
+        );
+        assert!(e.md5 == "-" || md5 == e.md5, "{}: md5 differs", e.id);
+    }
+    // A damaged index is an error, not a panic.
+    let bin = dir.join("condition_occurrence.bin");
+    let bytes = std::fs::read(&bin).expect("read");
+    std::fs::write(&bin, &bytes[..bytes.len() / 2]).expect("truncate");
+    let err = omop_cohort::store::load(&dir).expect_err("truncated index");
+    assert!(
+        err.to_string().contains("condition_occurrence.bin"),
+        "{err}"
+    );
+}

@@ -12,6 +12,8 @@
 
 use crate::error::{CohortError, Result};
 use polars::prelude::*;
+use rayon::prelude::*;
+use roaring::RoaringBitmap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -411,6 +413,57 @@ impl EventTable {
     }
 }
 
+/// Which persons have rows with a given concept, per event table.
+#[derive(Debug, Clone, Default)]
+pub struct ConceptIndex {
+    /// Domain concept → person indexes.
+    pub concept: HashMap<i64, RoaringBitmap>,
+    /// Source concept → person indexes.
+    pub source: HashMap<i64, RoaringBitmap>,
+    /// Persons with any row.
+    pub any: RoaringBitmap,
+}
+
+impl ConceptIndex {
+    /// Builds the bitmaps of one table.
+    pub fn build(t: &EventTable) -> Self {
+        let mut idx = ConceptIndex::default();
+        let n_persons = t.offsets.len().saturating_sub(1);
+        for p in 0..n_persons {
+            let rows = t.rows(p);
+            if rows.is_empty() {
+                continue;
+            }
+            let p = p as u32;
+            idx.any.try_push(p).ok();
+            for r in rows {
+                // Rows are sorted by person, so each push appends (or is a repeat).
+                idx.concept
+                    .entry(t.concept[r])
+                    .or_default()
+                    .try_push(p)
+                    .ok();
+                if t.source[r] != NULL_ID {
+                    idx.source.entry(t.source[r]).or_default().try_push(p).ok();
+                }
+            }
+        }
+        idx
+    }
+
+    /// Persons with a row whose concept (or source concept) is in `ids`.
+    pub fn persons_with(&self, ids: &[i64], source: bool) -> RoaringBitmap {
+        let map = if source { &self.source } else { &self.concept };
+        let mut out = RoaringBitmap::new();
+        for id in ids {
+            if let Some(b) = map.get(id) {
+                out |= b;
+            }
+        }
+        out
+    }
+}
+
 /// Person attributes, one entry per person index.
 #[derive(Debug, Clone, Default)]
 pub struct Persons {
@@ -448,6 +501,8 @@ pub struct Cdm {
     pub persons: Persons,
     /// Event tables by domain.
     pub tables: HashMap<Domain, EventTable>,
+    /// Per-concept person bitmaps by domain.
+    pub index: HashMap<Domain, ConceptIndex>,
     /// provider_id → specialty_concept_id.
     pub provider_specialty: HashMap<i64, i64>,
     /// care_site_id → place_of_service_concept_id.
@@ -607,11 +662,20 @@ impl Cdm {
             }
         }
 
-        let mut tables = HashMap::new();
-        for spec in SPECS {
-            let table = load_event_table(&file(spec.table), spec, &persons.id)?;
-            tables.insert(spec.domain, table);
-        }
+        let loaded: Vec<(Domain, EventTable)> = SPECS
+            .par_iter()
+            .map(|spec| {
+                Ok((
+                    spec.domain,
+                    load_event_table(&file(spec.table), spec, &persons.id)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let index: HashMap<Domain, ConceptIndex> = loaded
+            .par_iter()
+            .map(|(d, t)| (*d, ConceptIndex::build(t)))
+            .collect();
+        let tables: HashMap<Domain, EventTable> = loaded.into_iter().collect();
 
         let mut provider_specialty = HashMap::new();
         let provider_path = file("provider");
@@ -633,6 +697,7 @@ impl Cdm {
             dir: dir.to_path_buf(),
             persons,
             tables,
+            index,
             provider_specialty,
             care_site_place,
             vocabulary,
@@ -646,6 +711,14 @@ impl Cdm {
         self.tables
             .get(&d)
             .unwrap_or_else(|| EMPTY.get_or_init(EventTable::default))
+    }
+
+    /// The concept bitmaps of a domain.
+    pub fn concept_index(&self, d: Domain) -> &ConceptIndex {
+        static EMPTY: std::sync::OnceLock<ConceptIndex> = std::sync::OnceLock::new();
+        self.index
+            .get(&d)
+            .unwrap_or_else(|| EMPTY.get_or_init(ConceptIndex::default))
     }
 
     /// Number of persons.

@@ -11,6 +11,7 @@ use crate::plan::{
     EndPlan, EndRule, Filter, GroupPlan, GroupRule, IdCol, Limit, NumCol, WindowPlan,
 };
 use rayon::prelude::*;
+use roaring::RoaringBitmap;
 use std::collections::{BTreeMap, HashSet};
 
 /// One row of a criteria query: an event with its Circe dates.
@@ -40,6 +41,16 @@ pub struct IndexEvent {
     pub op_end: Day,
     /// visit_occurrence_id.
     pub visit: i64,
+}
+
+impl PersonOutcome {
+    /// True when the person contributes nothing (no episode, no statistics).
+    pub fn is_empty(&self) -> bool {
+        self.episodes.is_empty()
+            && self.event_masks.is_empty()
+            && self.best_mask.is_none()
+            && !self.before_censor_window
+    }
 }
 
 /// What one person contributes to a cohort.
@@ -114,11 +125,35 @@ impl<'a> Evaluator<'a> {
         Self { cdm, plan }
     }
 
-    /// Evaluates every person, in parallel; the result is in person order.
-    pub fn run(&self) -> Vec<PersonOutcome> {
-        (0..self.cdm.person_count())
-            .into_par_iter()
-            .map(|p| self.person(p))
+    /// The persons that can have an entry event: those with a row matching a
+    /// primary criteria's concept sets (all persons with rows otherwise).
+    pub fn candidates(&self) -> RoaringBitmap {
+        let mut out = RoaringBitmap::new();
+        for c in &self.plan.primary {
+            let idx = self.cdm.concept_index(c.domain);
+            let by_concept = c.codeset.as_ref().map(|cs| idx.persons_with(cs, false));
+            let by_source = c
+                .source_codeset
+                .as_ref()
+                .map(|cs| idx.persons_with(cs, true));
+            let persons = match (by_concept, by_source) {
+                (Some(a), Some(b)) => a & b,
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => idx.any.clone(),
+            };
+            out |= persons;
+        }
+        out
+    }
+
+    /// Evaluates every candidate person, in parallel. The result holds the
+    /// persons with a qualified event, in person order.
+    pub fn run(&self) -> Vec<(usize, PersonOutcome)> {
+        let candidates: Vec<u32> = self.candidates().iter().collect();
+        candidates
+            .par_iter()
+            .map(|&p| (p as usize, self.person(p as usize)))
+            .filter(|(_, o)| !o.is_empty())
             .collect()
     }
 
@@ -153,7 +188,7 @@ impl<'a> Evaluator<'a> {
                 if ctx.start == NULL_DAY || ctx.end == NULL_DAY {
                     f64::NAN
                 } else {
-                    f64::from(ctx.end - ctx.start)
+                    f64::from(ctx.end) - f64::from(ctx.start)
                 }
             }
             NumCol::AgeAtStart | NumCol::AgeAtEnd => {
@@ -165,7 +200,7 @@ impl<'a> Evaluator<'a> {
                 if d == NULL_DAY || yob == NULL_ID {
                     f64::NAN
                 } else {
-                    (year_of(d) - yob) as f64
+                    year_of(d).wrapping_sub(yob) as f64
                 }
             }
             NumCol::LowRatio | NumCol::HighRatio => {
@@ -772,7 +807,7 @@ pub fn eras(mut spans: Vec<(Day, Day)>, add: i32, sub: i32) -> Vec<(Day, Day)> {
         let continues = running.is_some_and(|m| ge(m, s));
         if !continues {
             if let Some((cs, ce)) = current.take() {
-                out.push((cs, add_days(ce, -sub)));
+                out.push((cs, add_days(ce, sub.saturating_neg())));
             }
             current = Some((s, padded));
         } else if let Some((_, ce)) = current.as_mut()
@@ -786,7 +821,7 @@ pub fn eras(mut spans: Vec<(Day, Day)>, add: i32, sub: i32) -> Vec<(Day, Day)> {
         }
     }
     if let Some((cs, ce)) = current {
-        out.push((cs, add_days(ce, -sub)));
+        out.push((cs, add_days(ce, sub.saturating_neg())));
     }
     out
 }
@@ -836,15 +871,17 @@ impl InclusionStats {
     }
 
     /// Mode 0 (all qualified events) and mode 1 (best event per person).
-    pub fn from_outcomes(outcomes: &[PersonOutcome], n_rules: usize) -> (Self, Self) {
+    pub fn from_outcomes(outcomes: &[(usize, PersonOutcome)], n_rules: usize) -> (Self, Self) {
         if n_rules == 0 {
             return (Self::default(), Self::default());
         }
         let by_event = Self::from_masks(
-            outcomes.iter().flat_map(|o| o.event_masks.iter().copied()),
+            outcomes
+                .iter()
+                .flat_map(|(_, o)| o.event_masks.iter().copied()),
             n_rules,
         );
-        let by_person = Self::from_masks(outcomes.iter().filter_map(|o| o.best_mask), n_rules);
+        let by_person = Self::from_masks(outcomes.iter().filter_map(|(_, o)| o.best_mask), n_rules);
         (by_event, by_person)
     }
 }

@@ -18,7 +18,11 @@
 //!    evaluated are rejected here by name.
 //! 4. [`eval`] runs the plan one person at a time (all of Circe's joins are
 //!    within a person), in parallel, and returns the cohort episodes and the
-//!    inclusion-rule statistics.
+//!    inclusion-rule statistics. Only persons with a row matching a primary
+//!    criteria's concept sets are evaluated, found through per-concept roaring
+//!    person bitmaps.
+//! 5. [`store`] saves and loads all of the above as an on-disk index, so that a
+//!    service starts without re-reading the Parquet tables.
 //!
 //! ```no_run
 //! use omop_cohort::{Cdm, CohortExpression, evaluate};
@@ -37,6 +41,7 @@ pub mod eval;
 pub mod lenient;
 pub mod model;
 pub mod plan;
+pub mod store;
 
 pub use cdm::{Cdm, Day};
 pub use error::{CohortError, Result};
@@ -127,7 +132,8 @@ pub fn evaluate_plan(cdm: &Cdm, plan: &CohortPlan) -> Result<CohortResult> {
         InclusionStats::from_outcomes(&outcomes, plan.rules.len());
     let mut rows = Vec::new();
     let mut censored_lost = 0;
-    for (p, o) in outcomes.iter().enumerate() {
+    for (p, o) in &outcomes {
+        let p = *p;
         if o.before_censor_window && o.episodes.is_empty() {
             censored_lost += 1;
         }

@@ -12,7 +12,7 @@ pub struct Source {
     /// Folder of CDM tables as `<table>.parquet` (CDM v5.3 or v5.4).
     #[arg(long, value_name = "DIR")]
     cdm: PathBuf,
-    /// Reuse (or create) an on-disk index of the CDM in this folder.
+    /// Reuse the on-disk index in this folder, or build it there from `--cdm` first.
     #[arg(long, value_name = "DIR")]
     index: Option<PathBuf>,
     /// Circe cohort definition files (ATLAS JSON).
@@ -48,8 +48,11 @@ pub fn run(command: CohortCommand) -> CmdResult {
             evaluate_all(&source, |stem, result| write_csv(&out_dir, stem, result))
         }
         CohortCommand::Count { source } => {
-            println!("cohort,entries,persons");
+            let mut header = false;
             evaluate_all(&source, |stem, result| {
+                if !std::mem::replace(&mut header, true) {
+                    println!("cohort,entries,persons");
+                }
                 println!("{stem},{},{}", result.rows.len(), result.subject_count());
                 Ok(())
             })
@@ -58,13 +61,15 @@ pub fn run(command: CohortCommand) -> CmdResult {
 }
 
 fn load(source: &Source) -> Result<Cdm, CliError> {
-    if let Some(index) = &source.index {
-        return Err(CliError::invalid(format!(
-            "{}: --index is not available in this version; run without it to evaluate from the Parquet folder",
-            index.display()
-        )));
+    match &source.index {
+        Some(index) if omop_cohort::store::exists(index) => Ok(omop_cohort::store::load(index)?),
+        Some(index) => {
+            let cdm = Cdm::load(&source.cdm)?;
+            omop_cohort::store::save(&cdm, index)?;
+            Ok(cdm)
+        }
+        None => Ok(Cdm::load(&source.cdm)?),
     }
-    Ok(Cdm::load(&source.cdm)?)
 }
 
 fn stem_of(path: &Path) -> String {

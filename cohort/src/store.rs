@@ -1,0 +1,515 @@
+//! The on-disk index: a loaded [`Cdm`] (per-person, time-sorted event
+//! columns and person attributes), its vocabulary, and the per-concept roaring
+//! person bitmaps, written once so that later runs start without re-reading
+//! and re-sorting the Parquet tables.
+//!
+//! Layout of an index folder:
+//!
+//! - `manifest.json`: format version, source folder, person count, tables;
+//! - `persons.bin`, `vocabulary.bin`, `lookups.bin`;
+//! - `<domain>.bin` (columns) and `<domain>.bitmaps` (roaring, per concept and
+//!   per source concept) for each event table.
+//!
+//! Arrays are stored as a little-endian `u64` length followed by the raw
+//! little-endian values. The folder is written to `<dir>.tmp-<pid>` and renamed
+//! into place, so a reader never sees a half-written index.
+
+use crate::cdm::{Cdm, ConceptIndex, Domain, EventTable, Extra, ExtraColumn, Persons, Vocabulary};
+use crate::error::{CohortError, Result};
+use roaring::RoaringBitmap;
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Version of the on-disk format; an index of another version is rejected.
+pub const FORMAT_VERSION: u32 = 1;
+
+const DOMAINS: &[(Domain, &str)] = &[
+    (Domain::ConditionOccurrence, "condition_occurrence"),
+    (Domain::DrugExposure, "drug_exposure"),
+    (Domain::ProcedureOccurrence, "procedure_occurrence"),
+    (Domain::Measurement, "measurement"),
+    (Domain::Observation, "observation"),
+    (Domain::VisitOccurrence, "visit_occurrence"),
+    (Domain::VisitDetail, "visit_detail"),
+    (Domain::DeviceExposure, "device_exposure"),
+    (Domain::Specimen, "specimen"),
+    (Domain::Death, "death"),
+    (Domain::ConditionEra, "condition_era"),
+    (Domain::DrugEra, "drug_era"),
+    (Domain::DoseEra, "dose_era"),
+    (Domain::ObservationPeriod, "observation_period"),
+];
+
+const EXTRAS: &[(Extra, u8)] = &[
+    (Extra::ConditionStatus, 1),
+    (Extra::DaysSupply, 2),
+    (Extra::Quantity, 3),
+    (Extra::Refills, 4),
+    (Extra::Route, 5),
+    (Extra::DoseUnit, 6),
+    (Extra::Modifier, 7),
+    (Extra::Operator, 8),
+    (Extra::ValueAsNumber, 9),
+    (Extra::ValueAsConcept, 10),
+    (Extra::Unit, 11),
+    (Extra::RangeLow, 12),
+    (Extra::RangeHigh, 13),
+    (Extra::Qualifier, 14),
+    (Extra::CareSite, 15),
+    (Extra::AnatomicSite, 16),
+    (Extra::DiseaseStatus, 17),
+    (Extra::OccurrenceCount, 18),
+    (Extra::GapDays, 19),
+];
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> CohortError + '_ {
+    move |source| CohortError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn bad(path: &Path, message: impl Into<String>) -> CohortError {
+    CohortError::Index {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+struct Writer {
+    w: BufWriter<std::fs::File>,
+    path: PathBuf,
+}
+
+impl Writer {
+    fn create(path: PathBuf) -> Result<Self> {
+        let f = std::fs::File::create(&path).map_err(io_err(&path))?;
+        Ok(Self {
+            w: BufWriter::new(f),
+            path,
+        })
+    }
+    fn bytes(&mut self, b: &[u8]) -> Result<()> {
+        self.w.write_all(b).map_err(io_err(&self.path))
+    }
+    fn u64(&mut self, v: u64) -> Result<()> {
+        self.bytes(&v.to_le_bytes())
+    }
+    fn i64s(&mut self, v: &[i64]) -> Result<()> {
+        self.u64(v.len() as u64)?;
+        for x in v {
+            self.bytes(&x.to_le_bytes())?;
+        }
+        Ok(())
+    }
+    fn i32s(&mut self, v: &[i32]) -> Result<()> {
+        self.u64(v.len() as u64)?;
+        for x in v {
+            self.bytes(&x.to_le_bytes())?;
+        }
+        Ok(())
+    }
+    fn u32s(&mut self, v: &[u32]) -> Result<()> {
+        self.u64(v.len() as u64)?;
+        for x in v {
+            self.bytes(&x.to_le_bytes())?;
+        }
+        Ok(())
+    }
+    fn f64s(&mut self, v: &[f64]) -> Result<()> {
+        self.u64(v.len() as u64)?;
+        for x in v {
+            self.bytes(&x.to_le_bytes())?;
+        }
+        Ok(())
+    }
+    fn bitmaps(&mut self, m: &HashMap<i64, RoaringBitmap>) -> Result<()> {
+        let mut keys: Vec<&i64> = m.keys().collect();
+        keys.sort_unstable();
+        self.u64(keys.len() as u64)?;
+        for k in keys {
+            self.bytes(&k.to_le_bytes())?;
+            let b = &m[k];
+            self.u64(b.serialized_size() as u64)?;
+            b.serialize_into(&mut self.w).map_err(io_err(&self.path))?;
+        }
+        Ok(())
+    }
+    fn finish(mut self) -> Result<()> {
+        self.w.flush().map_err(io_err(&self.path))
+    }
+}
+
+struct Reader {
+    buf: Vec<u8>,
+    pos: usize,
+    path: PathBuf,
+}
+
+impl Reader {
+    fn open(path: PathBuf) -> Result<Self> {
+        let f = std::fs::File::open(&path).map_err(io_err(&path))?;
+        let mut buf = Vec::new();
+        BufReader::new(f)
+            .read_to_end(&mut buf)
+            .map_err(io_err(&path))?;
+        Ok(Self { buf, pos: 0, path })
+    }
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| bad(&self.path, format!("truncated at byte {}", self.pos)))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u64(&mut self) -> Result<u64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn len(&mut self, width: usize) -> Result<usize> {
+        let n = self.u64()?;
+        let n = usize::try_from(n).map_err(|_| bad(&self.path, "array length overflows"))?;
+        if n.saturating_mul(width) > self.buf.len() - self.pos {
+            return Err(bad(
+                &self.path,
+                format!("array of {n} values exceeds the file at byte {}", self.pos),
+            ));
+        }
+        Ok(n)
+    }
+    fn i64s(&mut self) -> Result<Vec<i64>> {
+        let n = self.len(8)?;
+        let b = self.take(n * 8)?;
+        Ok(b.chunks_exact(8)
+            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect())
+    }
+    fn f64s(&mut self) -> Result<Vec<f64>> {
+        Ok(self
+            .i64s()?
+            .into_iter()
+            .map(|v| f64::from_bits(v as u64))
+            .collect())
+    }
+    fn i32s(&mut self) -> Result<Vec<i32>> {
+        let n = self.len(4)?;
+        let b = self.take(n * 4)?;
+        Ok(b.chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+    fn u32s(&mut self) -> Result<Vec<u32>> {
+        Ok(self.i32s()?.into_iter().map(|v| v as u32).collect())
+    }
+    fn bitmaps(&mut self) -> Result<HashMap<i64, RoaringBitmap>> {
+        let n = self.len(16)?;
+        let mut m = HashMap::with_capacity(n);
+        for _ in 0..n {
+            let k = self.u64()? as i64;
+            let size = self.len(1)?;
+            let bytes = self.take(size)?;
+            let b = RoaringBitmap::deserialize_from(bytes)
+                .map_err(|e| bad(&self.path, format!("bitmap: {e}")))?;
+            m.insert(k, b);
+        }
+        Ok(m)
+    }
+    fn bools(&mut self) -> Result<Vec<bool>> {
+        let n = self.len(1)?;
+        Ok(self.take(n)?.iter().map(|&b| b != 0).collect())
+    }
+    fn done(&self) -> Result<()> {
+        if self.pos != self.buf.len() {
+            return Err(bad(&self.path, "trailing bytes"));
+        }
+        Ok(())
+    }
+}
+
+fn pairs(m: &HashMap<i64, i64>) -> (Vec<i64>, Vec<i64>) {
+    let mut kv: Vec<(i64, i64)> = m.iter().map(|(k, v)| (*k, *v)).collect();
+    kv.sort_unstable();
+    kv.into_iter().unzip()
+}
+
+fn multimap(m: &HashMap<i64, Vec<i64>>) -> (Vec<i64>, Vec<i64>) {
+    let mut kv: Vec<(i64, i64)> = m
+        .iter()
+        .flat_map(|(k, v)| v.iter().map(|x| (*k, *x)))
+        .collect();
+    kv.sort_unstable();
+    kv.into_iter().unzip()
+}
+
+/// Writes the index of a loaded CDM into `dir` (replacing it).
+pub fn save(cdm: &Cdm, dir: &Path) -> Result<()> {
+    let tmp = PathBuf::from(format!("{}.tmp-{}", dir.display(), std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+
+    let p = &cdm.persons;
+    let mut w = Writer::create(tmp.join("persons.bin"))?;
+    w.i64s(&p.id)?;
+    w.u64(p.in_person_table.len() as u64)?;
+    let flags: Vec<u8> = p.in_person_table.iter().map(|&b| u8::from(b)).collect();
+    w.bytes(&flags)?;
+    w.i64s(&p.year_of_birth)?;
+    w.i64s(&p.gender)?;
+    w.i64s(&p.race)?;
+    w.i64s(&p.ethnicity)?;
+    w.finish()?;
+
+    let v = &cdm.vocabulary;
+    let mut w = Writer::create(tmp.join("vocabulary.bin"))?;
+    let mut concepts: Vec<(i64, bool)> = v.concept_valid.iter().map(|(k, b)| (*k, *b)).collect();
+    concepts.sort_unstable();
+    w.i64s(&concepts.iter().map(|c| c.0).collect::<Vec<_>>())?;
+    w.u64(concepts.len() as u64)?;
+    w.bytes(&concepts.iter().map(|c| u8::from(c.1)).collect::<Vec<_>>())?;
+    let (a, d) = multimap(&v.descendants);
+    w.i64s(&a)?;
+    w.i64s(&d)?;
+    let (t, s) = multimap(&v.mapped_from);
+    w.i64s(&t)?;
+    w.i64s(&s)?;
+    w.finish()?;
+
+    let mut w = Writer::create(tmp.join("lookups.bin"))?;
+    let (k, v) = pairs(&cdm.provider_specialty);
+    w.i64s(&k)?;
+    w.i64s(&v)?;
+    let (k, v) = pairs(&cdm.care_site_place);
+    w.i64s(&k)?;
+    w.i64s(&v)?;
+    w.finish()?;
+
+    for (domain, name) in DOMAINS {
+        let t = cdm.table(*domain);
+        let mut w = Writer::create(tmp.join(format!("{name}.bin")))?;
+        w.u32s(&t.offsets)?;
+        w.i64s(&t.id)?;
+        w.i32s(&t.start)?;
+        w.i32s(&t.end)?;
+        w.i64s(&t.concept)?;
+        w.i64s(&t.source)?;
+        w.i64s(&t.type_concept)?;
+        w.i64s(&t.visit)?;
+        w.i64s(&t.provider)?;
+        let extras: Vec<(u8, &ExtraColumn)> = EXTRAS
+            .iter()
+            .filter_map(|(e, code)| t.extras.get(e).map(|c| (*code, c)))
+            .collect();
+        w.u64(extras.len() as u64)?;
+        for (code, col) in extras {
+            match col {
+                ExtraColumn::Id(v) => {
+                    w.bytes(&[code, 0])?;
+                    w.i64s(v)?;
+                }
+                ExtraColumn::Num(v) => {
+                    w.bytes(&[code, 1])?;
+                    w.f64s(v)?;
+                }
+            }
+        }
+        w.finish()?;
+        let idx = cdm.concept_index(*domain);
+        let mut w = Writer::create(tmp.join(format!("{name}.bitmaps")))?;
+        let mut any = HashMap::new();
+        any.insert(0, idx.any.clone());
+        w.bitmaps(&any)?;
+        w.bitmaps(&idx.concept)?;
+        w.bitmaps(&idx.source)?;
+        w.finish()?;
+    }
+
+    let manifest = serde_json::json!({
+        "format": "omop-cohort index",
+        "version": FORMAT_VERSION,
+        "source": cdm.dir.display().to_string(),
+        "persons": cdm.persons.id.len(),
+        "tables": DOMAINS.iter().map(|(d, n)| serde_json::json!({"name": n, "rows": cdm.table(*d).len()})).collect::<Vec<_>>(),
+    });
+    let mpath = tmp.join("manifest.json");
+    std::fs::write(
+        &mpath,
+        serde_json::to_string_pretty(&manifest).unwrap_or_default(),
+    )
+    .map_err(io_err(&mpath))?;
+
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io_err(dir))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
+    Ok(())
+}
+
+/// Whether `dir` holds an index (a manifest).
+pub fn exists(dir: &Path) -> bool {
+    dir.join("manifest.json").is_file()
+}
+
+/// Reads an index written by [`save`].
+pub fn load(dir: &Path) -> Result<Cdm> {
+    let mpath = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&mpath).map_err(io_err(&mpath))?;
+    let manifest: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| bad(&mpath, format!("manifest is not JSON: {e}")))?;
+    let version = manifest.get("version").and_then(|v| v.as_u64());
+    if version != Some(u64::from(FORMAT_VERSION)) {
+        return Err(bad(
+            &mpath,
+            format!("format version {version:?}, expected {FORMAT_VERSION}; rebuild the index"),
+        ));
+    }
+    let source = manifest
+        .get("source")
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from)
+        .unwrap_or_default();
+
+    let mut r = Reader::open(dir.join("persons.bin"))?;
+    let id = r.i64s()?;
+    let in_person_table = r.bools()?;
+    let persons = Persons {
+        year_of_birth: r.i64s()?,
+        gender: r.i64s()?,
+        race: r.i64s()?,
+        ethnicity: r.i64s()?,
+        in_person_table,
+        id,
+    };
+    r.done()?;
+    let n = persons.id.len();
+    if [
+        persons.in_person_table.len(),
+        persons.year_of_birth.len(),
+        persons.gender.len(),
+        persons.race.len(),
+        persons.ethnicity.len(),
+    ]
+    .iter()
+    .any(|&l| l != n)
+    {
+        return Err(bad(&r.path, "person columns differ in length"));
+    }
+
+    let mut r = Reader::open(dir.join("vocabulary.bin"))?;
+    let ids = r.i64s()?;
+    let valid = r.bools()?;
+    if ids.len() != valid.len() {
+        return Err(bad(&r.path, "concept columns differ in length"));
+    }
+    let mut vocabulary = Vocabulary {
+        concept_valid: ids.into_iter().zip(valid).collect(),
+        ..Vocabulary::default()
+    };
+    let (a, d) = (r.i64s()?, r.i64s()?);
+    for (a, d) in a.into_iter().zip(d) {
+        vocabulary.descendants.entry(a).or_default().push(d);
+    }
+    let (t, s) = (r.i64s()?, r.i64s()?);
+    for (t, s) in t.into_iter().zip(s) {
+        vocabulary.mapped_from.entry(t).or_default().push(s);
+    }
+    r.done()?;
+
+    let mut r = Reader::open(dir.join("lookups.bin"))?;
+    let provider_specialty = r.i64s()?.into_iter().zip(r.i64s()?).collect();
+    let care_site_place = r.i64s()?.into_iter().zip(r.i64s()?).collect();
+    r.done()?;
+
+    let mut tables = HashMap::new();
+    let mut index = HashMap::new();
+    for (domain, name) in DOMAINS {
+        let mut r = Reader::open(dir.join(format!("{name}.bin")))?;
+        let mut t = EventTable {
+            offsets: r.u32s()?,
+            id: r.i64s()?,
+            start: r.i32s()?,
+            end: r.i32s()?,
+            concept: r.i64s()?,
+            source: r.i64s()?,
+            type_concept: r.i64s()?,
+            visit: r.i64s()?,
+            provider: r.i64s()?,
+            extras: HashMap::new(),
+        };
+        let n_extras = r.u64()?;
+        for _ in 0..n_extras {
+            let tag = r.take(2)?.to_vec();
+            let extra = EXTRAS
+                .iter()
+                .find(|(_, c)| *c == tag[0])
+                .map(|(e, _)| *e)
+                .ok_or_else(|| bad(&r.path, format!("unknown column code {}", tag[0])))?;
+            let col = if tag[1] == 0 {
+                ExtraColumn::Id(r.i64s()?)
+            } else {
+                ExtraColumn::Num(r.f64s()?)
+            };
+            t.extras.insert(extra, col);
+        }
+        r.done()?;
+        let rows = t.id.len();
+        let lengths_ok = t.offsets.len() == n + 1
+            && t.offsets.last().is_some_and(|&o| o as usize == rows)
+            && t.offsets.windows(2).all(|w| w[0] <= w[1])
+            && [
+                t.start.len(),
+                t.end.len(),
+                t.concept.len(),
+                t.source.len(),
+                t.type_concept.len(),
+                t.visit.len(),
+                t.provider.len(),
+            ]
+            .iter()
+            .all(|&l| l == rows)
+            && t.extras.values().all(|c| match c {
+                ExtraColumn::Id(v) => v.len() == rows,
+                ExtraColumn::Num(v) => v.len() == rows,
+            });
+        if !lengths_ok {
+            return Err(bad(&r.path, "columns or person offsets are inconsistent"));
+        }
+        let mut r = Reader::open(dir.join(format!("{name}.bitmaps")))?;
+        let any = r.bitmaps()?.remove(&0).unwrap_or_default();
+        let concept = r.bitmaps()?;
+        let source = r.bitmaps()?;
+        r.done()?;
+        let out_of_range = |b: &RoaringBitmap| b.max().is_some_and(|m| m as usize >= n);
+        if out_of_range(&any)
+            || concept.values().any(out_of_range)
+            || source.values().any(out_of_range)
+        {
+            return Err(bad(&r.path, "bitmap refers to a person outside the index"));
+        }
+        tables.insert(*domain, t);
+        index.insert(
+            *domain,
+            ConceptIndex {
+                concept,
+                source,
+                any,
+            },
+        );
+    }
+    Ok(Cdm {
+        dir: source,
+        persons,
+        tables,
+        index,
+        provider_specialty,
+        care_site_place,
+        vocabulary,
+    })
+}
