@@ -119,6 +119,7 @@ pub fn run(args: DemoArgs) -> CmdResult {
         vocab,
         vocab_cache: None,
         out: cdm.clone(),
+        chunk_rows: None,
     };
     let report = engine::run(&opts)?;
     eprint!("{}", report.summary());

@@ -189,6 +189,21 @@ fn synthea_pack_matches_ohdsi_etl() {
         ])
     );
 
+    // Units map as in OHDSI's ETL, through UCUM and the 'Synthea units' source_to_concept_map
+    // that ships with the vocabulary (unmatched units stay null).
+    let units = |dir: &std::path::Path| {
+        let df = common::read_parquet(&dir.join("measurement.parquet"))
+            .lazy()
+            .filter(col("measurement_concept_id").neq(lit(0)))
+            .select([col("unit_source_value"), col("unit_concept_id").cast(DataType::Int64)])
+            .collect()
+            .expect("units");
+        let mut rows = omop_core::packtest::rows_as_text(&df, &["unit_source_value".into(), "unit_concept_id".into()]).expect("text");
+        rows.sort();
+        rows
+    };
+    assert_eq!(units(&out), units(&expected), "measurement units");
+
     // Every source row is accounted for, rule by rule.
     for r in &report.sources {
         assert_eq!(

@@ -1,8 +1,9 @@
 //! A deterministic generator of Synthea v3.0-shaped source CSV files.
 //!
 //! Each patient gets a life story drawn from a random generator seeded with the run's seed
-//! and the patient's number, so patient `i` is the same whatever the number of patients, and
-//! the same seed always gives byte-identical files. The story is coarse but coherent:
+//! and the patient's number, so patient `i` has the same story whatever the number of
+//! patients (only the clinics and hospitals it happens in vary), and the same seed always
+//! gives byte-identical files. The story is coarse but coherent:
 //! yearly wellness visits with vital signs, screening procedures and vaccinations; chronic
 //! conditions (hypertension, type 2 diabetes, hyperlipidemia, asthma, coronary disease) with
 //! follow-up visits, laboratory values and repeat prescriptions; acute infections with
@@ -114,7 +115,8 @@ pub fn generate(out: &Path, patients: usize, seed: u64) -> Result<Generated, Dem
     std::fs::create_dir_all(out).map_err(|e| DemoError::io(out, e))?;
     let mut setup = stream(seed, 0, 0);
     let orgs = organizations(&mut setup, patients);
-    let payers: Vec<String> = (0..4).map(|_| uuid(&mut setup)).collect();
+    let mut payer_ids = stream(seed, 3, 0);
+    let payers: Vec<String> = (0..4).map(|_| uuid(&mut payer_ids)).collect();
     let mut files = Files {
         patients: CsvFile::create(out, "patients.csv", PATIENTS)?,
         encounters: CsvFile::create(out, "encounters.csv", ENCOUNTERS)?,
@@ -141,12 +143,15 @@ pub fn generate(out: &Path, patients: usize, seed: u64) -> Result<Generated, Dem
 
     let mut deaths = 0;
     for i in 0..patients {
+        // The patient's story and the places it happens in come from separate streams, so
+        // that the story does not depend on how many organizations there are.
         let mut rng = stream(seed, 1, i as u64);
-        let p = Patient::draw(&mut rng, &world);
+        let mut place = stream(seed, 2, i as u64);
+        let p = Patient::draw(&mut rng, &mut place, &world);
         if p.death.is_some() {
             deaths += 1;
         }
-        p.write(&mut rng, &mut world, &mut files)?;
+        p.write(&mut rng, place, &mut world, &mut files)?;
     }
 
     let mut org_file = CsvFile::create(out, "organizations.csv", ORGANIZATIONS)?;
@@ -381,6 +386,8 @@ struct Patient {
     smoking: &'static str,
     bmi: f64,
     adult_height: f64,
+    /// The drug added to lisinopril if the patient has hypertension.
+    second_bp_drug: Option<Code>,
     chronic: Vec<(Chronic, NaiveDateTime)>,
     allergies: Vec<Code>,
     alcohol: bool,
@@ -388,7 +395,7 @@ struct Patient {
 }
 
 impl Patient {
-    fn draw(rng: &mut Rng, world: &World) -> Patient {
+    fn draw(rng: &mut Rng, place: &mut Rng, world: &World) -> Patient {
         let end = end_of_history();
         let age_band = rng.random::<f64>();
         let age_years = if age_band < 0.22 {
@@ -407,8 +414,8 @@ impl Patient {
         let clinics: Vec<usize> = (0..world.orgs.len())
             .filter(|i| !world.orgs[*i].hospital)
             .collect();
-        let clinic = *pick(rng, &clinics);
-        let provider = rng.random_range(0..world.orgs[clinic].providers.len());
+        let clinic = *pick(place, &clinics);
+        let provider = place.random_range(0..world.orgs[clinic].providers.len());
         let smoking = if age_years < 18 {
             ""
         } else {
@@ -431,6 +438,14 @@ impl Patient {
         } else {
             normal(rng, 163.0, 6.5)
         };
+        let second_bp_drug = *weighted(
+            rng,
+            &[
+                (Some(codes::HYDROCHLOROTHIAZIDE), 0.35),
+                (Some(codes::AMLODIPINE), 0.3),
+                (None, 0.35),
+            ],
+        );
 
         // Death: only older patients, more often the older they are.
         let death = if age_years >= 50
@@ -462,6 +477,7 @@ impl Patient {
             smoking,
             bmi,
             adult_height,
+            second_bp_drug,
             chronic: Vec::new(),
             allergies: Vec::new(),
             alcohol: age_at_last >= 18 && rng.random_bool(0.05),
@@ -636,7 +652,13 @@ impl Patient {
         self.chronic.iter().any(|(x, onset)| *x == c && *onset <= t)
     }
 
-    fn write(&self, rng: &mut Rng, world: &mut World, f: &mut Files) -> Result<(), DemoError> {
+    fn write(
+        &self,
+        rng: &mut Rng,
+        place: Rng,
+        world: &mut World,
+        f: &mut Files,
+    ) -> Result<(), DemoError> {
         let (town, county, zip, lat, lon) = TOWNS[self.town];
         let adult = self.age_at(end_of_history()) >= 18;
         let (first, last_name) = (first_name(rng), surname(rng));
@@ -692,6 +714,7 @@ impl Patient {
         let payer = world.payers[rng.random_range(0..world.payers.len())].clone();
         let mut w = Writer {
             p: self,
+            place,
             payer,
             files: f,
             given: BTreeSet::new(),
@@ -724,6 +747,8 @@ impl Patient {
 
 struct Writer<'a> {
     p: &'a Patient,
+    /// Draws the hospital and doctor of emergencies.
+    place: Rng,
     payer: String,
     files: &'a mut Files,
     given: BTreeSet<&'static str>,
@@ -1074,17 +1099,9 @@ impl Writer<'_> {
         // Repeat prescriptions: the same drugs at every visit of the condition, each lasting
         // until the next one.
         let drugs: Vec<Code> = match c {
-            Chronic::Hypertension => {
-                // The second drug depends on the patient, not on the visit.
-                let second = if p.id.as_bytes()[0] % 3 == 0 {
-                    Some(codes::HYDROCHLOROTHIAZIDE)
-                } else if p.id.as_bytes()[0] % 3 == 1 {
-                    Some(codes::AMLODIPINE)
-                } else {
-                    None
-                };
-                std::iter::once(codes::LISINOPRIL).chain(second).collect()
-            }
+            Chronic::Hypertension => std::iter::once(codes::LISINOPRIL)
+                .chain(p.second_bp_drug)
+                .collect(),
             Chronic::Diabetes => vec![codes::METFORMIN],
             Chronic::Asthma => vec![codes::FLUTICASONE, codes::ALBUTEROL],
             Chronic::CoronaryDisease => vec![codes::ASPIRIN],
@@ -1197,8 +1214,8 @@ impl Writer<'_> {
         let hospitals: Vec<usize> = (0..world.orgs.len())
             .filter(|i| world.orgs[*i].hospital)
             .collect();
-        let org = *pick(rng, &hospitals);
-        let doctor = rng.random_range(0..world.orgs[org].providers.len());
+        let org = *pick(&mut self.place, &hospitals);
+        let doctor = self.place.random_range(0..world.orgs[org].providers.len());
         let code = match kind {
             Emergency::MyocardialInfarction => codes::MYOCARDIAL_INFARCTION,
             Emergency::GiBleeding => codes::GI_BLEEDING,

@@ -49,6 +49,25 @@ impl VocabTables {
                 .add_local_concepts(&pack_dir.join(&f.concepts), rel.as_deref())
                 .map_err(verr)?;
         }
+        // A source_to_concept_map shipped inside the vocabulary folder counts as part of it.
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            let mut stcm: Vec<_> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let name = p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().to_lowercase())
+                        .unwrap_or_default();
+                    name.starts_with("source_to_concept_map")
+                        && (name.ends_with(".csv") || name.ends_with(".tsv"))
+                })
+                .collect();
+            stcm.sort();
+            for p in stcm {
+                vocab.import_source_to_concept_map(&p, None).map_err(verr)?;
+            }
+        }
         for f in &extras.source_to_concept_map {
             vocab
                 .import_source_to_concept_map(&pack_dir.join(f), None)
