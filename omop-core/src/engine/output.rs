@@ -54,19 +54,8 @@ impl Staging {
 
     /// Writes a frame as Parquet at `rel` inside the staging folder.
     pub fn write_parquet(&self, rel: &str, df: &mut DataFrame) -> Result<(), EtlError> {
-        let path = self.dir.join(rel);
-        if let Some(p) = path.parent() {
-            std::fs::create_dir_all(p).map_err(|e| EtlError::Io {
-                path: p.to_path_buf(),
-                source: e,
-            })?;
-        }
-        let file = std::fs::File::create(&path).map_err(|e| EtlError::Io {
-            path: path.clone(),
-            source: e,
-        })?;
-        ParquetWriter::new(file)
-            .with_compression(ParquetCompression::Zstd(None))
+        let (path, writer) = self.parquet_writer(rel)?;
+        writer
             .finish(df)
             .map_err(|e| polars_err(&format!("writing {}", path.display()), e))?;
         Ok(())
@@ -78,6 +67,17 @@ impl Staging {
         rel: &str,
         schema: &Schema,
     ) -> Result<polars::io::parquet::write::BatchedWriter<std::fs::File>, EtlError> {
+        let (path, writer) = self.parquet_writer(rel)?;
+        writer
+            .batched(schema)
+            .map_err(|e| polars_err(&format!("writing {}", path.display()), e))
+    }
+
+    /// A zstd Parquet writer for a new file at `rel`, creating its folder.
+    fn parquet_writer(
+        &self,
+        rel: &str,
+    ) -> Result<(PathBuf, ParquetWriter<std::fs::File>), EtlError> {
         let path = self.dir.join(rel);
         if let Some(p) = path.parent() {
             std::fs::create_dir_all(p).map_err(|e| EtlError::Io {
@@ -89,10 +89,10 @@ impl Staging {
             path: path.clone(),
             source: e,
         })?;
-        ParquetWriter::new(file)
-            .with_compression(ParquetCompression::Zstd(None))
-            .batched(schema)
-            .map_err(|e| polars_err(&format!("writing {}", path.display()), e))
+        Ok((
+            path,
+            ParquetWriter::new(file).with_compression(ParquetCompression::Zstd(None)),
+        ))
     }
 
     /// Writes a JSON document at `rel` inside the staging folder.
