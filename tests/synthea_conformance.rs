@@ -195,10 +195,17 @@ fn synthea_pack_matches_ohdsi_etl() {
         let df = common::read_parquet(&dir.join("measurement.parquet"))
             .lazy()
             .filter(col("measurement_concept_id").neq(lit(0)))
-            .select([col("unit_source_value"), col("unit_concept_id").cast(DataType::Int64)])
+            .select([
+                col("unit_source_value"),
+                col("unit_concept_id").cast(DataType::Int64),
+            ])
             .collect()
             .expect("units");
-        let mut rows = omop_core::packtest::rows_as_text(&df, &["unit_source_value".into(), "unit_concept_id".into()]).expect("text");
+        let mut rows = omop_core::packtest::rows_as_text(
+            &df,
+            &["unit_source_value".into(), "unit_concept_id".into()],
+        )
+        .expect("text");
         rows.sort();
         rows
     };
