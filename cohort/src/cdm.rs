@@ -345,13 +345,221 @@ const SPECS: &[TableSpec] = &[
     },
 ];
 
+/// Rows per block of a [`Ids::Blocked`] column.
+pub const ID_BLOCK: usize = 1024;
+
+/// A column of ids or concept ids, stored as compactly as its values allow.
+/// [`NULL_ID`] stands for null.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ids {
+    /// Every value is the same (possibly null); the number of rows is kept by the table.
+    Const(i64),
+    /// Frame of reference: value = `base[r / ID_BLOCK] + delta[r]`, with
+    /// `u32::MAX` as null. Used when every block spans less than `u32::MAX`.
+    Blocked {
+        /// Smallest value of each block.
+        base: Vec<i64>,
+        /// Offset of each row from its block's base.
+        delta: Vec<u32>,
+    },
+    /// Plain 64-bit values.
+    Plain(Vec<i64>),
+}
+
+impl Default for Ids {
+    fn default() -> Self {
+        Ids::Const(NULL_ID)
+    }
+}
+
+impl Ids {
+    /// The value of row `r`.
+    #[inline]
+    pub fn get(&self, r: usize) -> i64 {
+        match self {
+            Ids::Const(v) => *v,
+            Ids::Blocked { base, delta } => {
+                let d = delta[r];
+                if d == u32::MAX {
+                    NULL_ID
+                } else {
+                    base[r / ID_BLOCK] + i64::from(d)
+                }
+            }
+            Ids::Plain(v) => v[r],
+        }
+    }
+
+    /// Number of rows stored (`None` for a constant column).
+    pub fn stored_len(&self) -> Option<usize> {
+        match self {
+            Ids::Const(_) => None,
+            Ids::Blocked { delta, .. } => Some(delta.len()),
+            Ids::Plain(v) => Some(v.len()),
+        }
+    }
+
+    /// Encodes `values[order[i]]` for each `i`.
+    pub fn encode(values: &[i64], order: &[u32]) -> Self {
+        let at = |i: usize| values[order[i] as usize];
+        let n = order.len();
+        if n == 0 {
+            return Ids::Const(NULL_ID);
+        }
+        let first = at(0);
+        if (0..n).all(|i| at(i) == first) {
+            return Ids::Const(first);
+        }
+        let n_blocks = n.div_ceil(ID_BLOCK);
+        let mut base = Vec::with_capacity(n_blocks);
+        let mut fits = true;
+        for b in 0..n_blocks {
+            let rows = b * ID_BLOCK..((b + 1) * ID_BLOCK).min(n);
+            let mut lo = i64::MAX;
+            let mut hi = i64::MIN;
+            for i in rows {
+                let v = at(i);
+                if v != NULL_ID {
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
+            }
+            if lo > hi {
+                base.push(0);
+            } else if (hi as i128 - lo as i128) < i128::from(u32::MAX) {
+                base.push(lo);
+            } else {
+                fits = false;
+                break;
+            }
+        }
+        if !fits {
+            return Ids::Plain((0..n).map(at).collect());
+        }
+        let delta = (0..n)
+            .map(|i| {
+                let v = at(i);
+                if v == NULL_ID {
+                    u32::MAX
+                } else {
+                    (v - base[i / ID_BLOCK]) as u32
+                }
+            })
+            .collect();
+        Ids::Blocked { base, delta }
+    }
+
+    /// Bytes held in memory.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Ids::Const(_) => 0,
+            Ids::Blocked { base, delta } => base.len() * 8 + delta.len() * 4,
+            Ids::Plain(v) => v.len() * 8,
+        }
+    }
+}
+
+/// A numeric column: integral values are stored as [`Ids`], others as `f64`
+/// (`NaN` for null).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Nums {
+    /// Whole numbers (and nulls), exactly representable.
+    Whole(Ids),
+    /// Any numbers.
+    Float(Vec<f64>),
+}
+
+impl Default for Nums {
+    fn default() -> Self {
+        Nums::Whole(Ids::Const(NULL_ID))
+    }
+}
+
+impl Nums {
+    /// The value of row `r`, `NaN` for null.
+    #[inline]
+    pub fn get(&self, r: usize) -> f64 {
+        match self {
+            Nums::Whole(ids) => {
+                let v = ids.get(r);
+                if v == NULL_ID { f64::NAN } else { v as f64 }
+            }
+            Nums::Float(v) => v[r],
+        }
+    }
+
+    /// Encodes `values[order[i]]` for each `i`.
+    pub fn encode(values: &[f64], order: &[u32]) -> Self {
+        const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+        let whole = order.iter().all(|&i| {
+            let v = values[i as usize];
+            v.is_nan() || (v.fract() == 0.0 && v.abs() < EXACT)
+        });
+        if whole {
+            let ints: Vec<i64> = values
+                .iter()
+                .map(|&v| if v.is_nan() { NULL_ID } else { v as i64 })
+                .collect();
+            Nums::Whole(Ids::encode(&ints, order))
+        } else {
+            Nums::Float(order.iter().map(|&i| values[i as usize]).collect())
+        }
+    }
+
+    /// Bytes held in memory.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Nums::Whole(ids) => ids.heap_bytes(),
+            Nums::Float(v) => v.len() * 8,
+        }
+    }
+}
+
+/// A date column; a column without any date is stored as [`Days::Null`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Days {
+    /// Every value is null.
+    #[default]
+    Null,
+    /// One date per row, [`NULL_DAY`] for null.
+    Plain(Vec<Day>),
+}
+
+impl Days {
+    /// The value of row `r`.
+    #[inline]
+    pub fn get(&self, r: usize) -> Day {
+        match self {
+            Days::Null => NULL_DAY,
+            Days::Plain(v) => v[r],
+        }
+    }
+
+    /// Encodes `values[order[i]]` for each `i`.
+    pub fn encode(values: &[Day], order: &[u32]) -> Self {
+        if order.iter().all(|&i| values[i as usize] == NULL_DAY) {
+            Days::Null
+        } else {
+            Days::Plain(order.iter().map(|&i| values[i as usize]).collect())
+        }
+    }
+
+    /// Bytes held in memory.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Days::Null => 0,
+            Days::Plain(v) => v.len() * 4,
+        }
+    }
+}
+
 /// A column of one of the [`Extra`] kinds.
 #[derive(Debug, Clone)]
 pub enum ExtraColumn {
     /// Ids and concept ids, [`NULL_ID`] for null.
-    Id(Vec<i64>),
+    Id(Ids),
     /// Numbers, `NaN` for null.
-    Num(Vec<f64>),
+    Num(Nums),
 }
 
 /// One event table, sorted by person, start date and id.
@@ -360,21 +568,21 @@ pub struct EventTable {
     /// `offsets[p]..offsets[p + 1]` are the rows of person index `p`.
     pub offsets: Vec<u32>,
     /// Row id (`person_id` for death).
-    pub id: Vec<i64>,
-    /// Start date.
+    pub id: Ids,
+    /// Start date (never null).
     pub start: Vec<Day>,
     /// End date as stored (may be [`NULL_DAY`]); tables without one hold nulls.
-    pub end: Vec<Day>,
+    pub end: Days,
     /// The domain concept.
-    pub concept: Vec<i64>,
+    pub concept: Ids,
     /// The source concept.
-    pub source: Vec<i64>,
+    pub source: Ids,
     /// The type concept.
-    pub type_concept: Vec<i64>,
+    pub type_concept: Ids,
     /// visit_occurrence_id.
-    pub visit: Vec<i64>,
+    pub visit: Ids,
     /// provider_id.
-    pub provider: Vec<i64>,
+    pub provider: Ids,
     /// Domain-specific columns.
     pub extras: HashMap<Extra, ExtraColumn>,
 }
@@ -388,16 +596,16 @@ impl EventTable {
 
     /// Number of rows.
     pub fn len(&self) -> usize {
-        self.id.len()
+        self.start.len()
     }
 
     /// True when the table has no rows.
     pub fn is_empty(&self) -> bool {
-        self.id.is_empty()
+        self.start.is_empty()
     }
 
     /// An id-typed extra column, if the table has it.
-    pub fn extra_id(&self, e: Extra) -> Option<&[i64]> {
+    pub fn extra_id(&self, e: Extra) -> Option<&Ids> {
         match self.extras.get(&e) {
             Some(ExtraColumn::Id(v)) => Some(v),
             _ => None,
@@ -405,11 +613,37 @@ impl EventTable {
     }
 
     /// A numeric extra column, if the table has it.
-    pub fn extra_num(&self, e: Extra) -> Option<&[f64]> {
+    pub fn extra_num(&self, e: Extra) -> Option<&Nums> {
         match self.extras.get(&e) {
             Some(ExtraColumn::Num(v)) => Some(v),
             _ => None,
         }
+    }
+
+    /// Bytes the columns hold in memory.
+    pub fn heap_bytes(&self) -> usize {
+        self.offsets.len() * 4
+            + self.start.len() * 4
+            + self.end.heap_bytes()
+            + [
+                &self.id,
+                &self.concept,
+                &self.source,
+                &self.type_concept,
+                &self.visit,
+                &self.provider,
+            ]
+            .iter()
+            .map(|c| c.heap_bytes())
+            .sum::<usize>()
+            + self
+                .extras
+                .values()
+                .map(|c| match c {
+                    ExtraColumn::Id(v) => v.heap_bytes(),
+                    ExtraColumn::Num(v) => v.heap_bytes(),
+                })
+                .sum::<usize>()
     }
 }
 
@@ -438,13 +672,29 @@ impl ConceptIndex {
             idx.any.try_push(p).ok();
             for r in rows {
                 // Rows are sorted by person, so each push appends (or is a repeat).
-                idx.concept
-                    .entry(t.concept[r])
-                    .or_default()
-                    .try_push(p)
-                    .ok();
-                if t.source[r] != NULL_ID {
-                    idx.source.entry(t.source[r]).or_default().try_push(p).ok();
+                let c = t.concept.get(r);
+                match idx.concept.get_mut(&c) {
+                    Some(b) => {
+                        b.try_push(p).ok();
+                    }
+                    None => {
+                        let mut b = RoaringBitmap::new();
+                        b.insert(p);
+                        idx.concept.insert(c, b);
+                    }
+                }
+                let s = t.source.get(r);
+                if s != NULL_ID {
+                    match idx.source.get_mut(&s) {
+                        Some(b) => {
+                            b.try_push(p).ok();
+                        }
+                        None => {
+                            let mut b = RoaringBitmap::new();
+                            b.insert(p);
+                            idx.source.insert(s, b);
+                        }
+                    }
                 }
             }
         }
@@ -594,10 +844,6 @@ fn day_column(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<Day>> {
     Ok(ca.iter().map(|v| v.unwrap_or(NULL_DAY)).collect())
 }
 
-fn permute<T: Copy>(v: &[T], order: &[u32]) -> Vec<T> {
-    order.iter().map(|&i| v[i as usize]).collect()
-}
-
 impl Cdm {
     /// Loads the tables cohort evaluation needs from a folder of
     /// `<table>.parquet` files.
@@ -662,15 +908,22 @@ impl Cdm {
             }
         }
 
-        let loaded: Vec<(Domain, EventTable)> = SPECS
-            .par_iter()
-            .map(|spec| {
-                Ok((
-                    spec.domain,
-                    load_event_table(&file(spec.table), spec, &persons.id)?,
-                ))
-            })
-            .collect::<Result<_>>()?;
+        // One table at a time, largest first: the Parquet reader is parallel
+        // itself, and the transient memory of a large table is then not added
+        // to that of another one, nor to many tables already loaded.
+        let mut specs: Vec<&TableSpec> = SPECS.iter().collect();
+        specs.sort_by_key(|spec| {
+            std::cmp::Reverse(
+                std::fs::metadata(file(spec.table))
+                    .map(|m| m.len())
+                    .unwrap_or(0),
+            )
+        });
+        let mut loaded: Vec<(Domain, EventTable)> = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let t = load_event_table(&file(spec.table), spec, &persons.id)?;
+            loaded.push((spec.domain, t));
+        }
         let index: HashMap<Domain, ConceptIndex> = loaded
             .par_iter()
             .map(|(d, t)| (*d, ConceptIndex::build(t)))
@@ -729,86 +982,138 @@ impl Cdm {
 
 fn load_event_table(path: &Path, spec: &TableSpec, persons: &[i64]) -> Result<EventTable> {
     let n_persons = persons.len();
-    let mut wanted: Vec<&str> = vec!["person_id", spec.id, spec.start];
-    wanted.extend(
-        [
-            spec.end,
-            spec.concept,
-            spec.source,
-            spec.type_concept,
-            spec.visit,
-            spec.provider,
-        ]
-        .into_iter()
-        .flatten(),
-    );
-    wanted.extend(spec.extras.iter().map(|(_, c, _)| *c));
-    let Some(df) = read_table(path, &wanted)? else {
-        return Ok(EventTable {
-            offsets: vec![0; n_persons + 1],
-            ..EventTable::default()
-        });
+    let empty = || EventTable {
+        offsets: vec![0; n_persons + 1],
+        ..EventTable::default()
     };
-    if df.height() > 0 && df.column("person_id").is_err() {
+    // Columns are read one at a time and encoded right away, so that only one
+    // wide column of a large table is held in memory at once.
+    let Some(keys) = read_table(path, &["person_id"])? else {
+        return Ok(empty());
+    };
+    let height = keys.height();
+    if keys.column("person_id").is_err() {
+        let any = read_table(path, &[spec.start])?.map_or(0, |df| df.height());
+        if any == 0 {
+            return Ok(empty());
+        }
         return Err(cdm_err(path, "column person_id is missing"));
     }
-    let pid = id_column(&df, "person_id", path)?;
-    let id = id_column(&df, spec.id, path)?;
-    let start = day_column(&df, spec.start, path)?;
-    let opt_id = |c: Option<&str>| -> Result<Vec<i64>> {
-        match c {
-            Some(c) => id_column(&df, c, path),
-            None => Ok(vec![NULL_ID; df.height()]),
+    let present = |c: &str| -> Result<bool> {
+        let file = std::fs::File::open(path).map_err(|source| CohortError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let schema = ParquetReader::new(file)
+            .schema()
+            .map_err(|e| cdm_err(path, e.to_string()))?;
+        Ok(schema.contains(c))
+    };
+    let pid = id_column(&keys, "person_id", path)?;
+    drop(keys);
+    let column = |c: &str| -> Result<DataFrame> {
+        if present(c)? {
+            Ok(read_table(path, &[c])?.unwrap_or_default())
+        } else {
+            Ok(DataFrame::empty())
         }
     };
-    let end = match spec.end {
-        Some(c) => day_column(&df, c, path)?,
-        None => vec![NULL_DAY; df.height()],
+    let start = {
+        let df = column(spec.start)?;
+        if df.width() == 0 {
+            vec![NULL_DAY; height]
+        } else {
+            day_column(&df, spec.start, path)?
+        }
     };
-    let concept = opt_id(spec.concept)?;
-    let source = opt_id(spec.source)?;
-    let type_concept = opt_id(spec.type_concept)?;
-    let visit = opt_id(spec.visit)?;
-    let provider = opt_id(spec.provider)?;
+    let id = {
+        let df = column(spec.id)?;
+        if df.width() == 0 {
+            vec![NULL_ID; height]
+        } else {
+            id_column(&df, spec.id, path)?
+        }
+    };
+    if start.len() != height || id.len() != height {
+        return Err(cdm_err(path, "columns differ in length"));
+    }
 
     // Keep rows of known persons with a start date, ordered by person, start, id.
-    let mut pidx: Vec<u32> = vec![u32::MAX; pid.len()];
-    let mut order: Vec<u32> = Vec::with_capacity(pid.len());
-    for i in 0..pid.len() {
-        if start[i] == NULL_DAY {
-            continue;
-        }
-        if let Ok(p) = persons.binary_search(&pid[i]) {
-            pidx[i] = p as u32;
-            order.push(i as u32);
-        }
-    }
-    order.sort_unstable_by_key(|&i| (pidx[i as usize], start[i as usize], id[i as usize], i));
+    let pidx: Vec<u32> = pid
+        .par_iter()
+        .zip(start.par_iter())
+        .map(|(p, &s)| {
+            if s == NULL_DAY {
+                return u32::MAX;
+            }
+            persons.binary_search(p).map_or(u32::MAX, |i| i as u32)
+        })
+        .collect();
+    drop(pid);
+    let mut order: Vec<u32> = (0..height as u32)
+        .filter(|&i| pidx[i as usize] != u32::MAX)
+        .collect();
+    order.par_sort_unstable_by_key(|&i| (pidx[i as usize], start[i as usize], id[i as usize], i));
     let mut offsets = vec![0u32; n_persons + 1];
     for &i in &order {
         offsets[pidx[i as usize] as usize + 1] += 1;
     }
+    drop(pidx);
     for p in 0..n_persons {
         offsets[p + 1] += offsets[p];
     }
+    let start_col: Vec<Day> = order.iter().map(|&i| start[i as usize]).collect();
+    drop(start);
+    let id_col = Ids::encode(&id, &order);
+    drop(id);
+
+    let ids = |c: Option<&str>| -> Result<Ids> {
+        let Some(c) = c else {
+            return Ok(Ids::Const(NULL_ID));
+        };
+        if !present(c)? {
+            return Ok(Ids::Const(NULL_ID));
+        }
+        let df = read_table(path, &[c])?.unwrap_or_default();
+        Ok(Ids::encode(&id_column(&df, c, path)?, &order))
+    };
+    let end = match spec.end {
+        Some(c) if present(c)? => {
+            let df = read_table(path, &[c])?.unwrap_or_default();
+            Days::encode(&day_column(&df, c, path)?, &order)
+        }
+        _ => Days::Null,
+    };
+    let concept = ids(spec.concept)?;
+    let source = ids(spec.source)?;
+    let type_concept = ids(spec.type_concept)?;
+    let visit = ids(spec.visit)?;
+    let provider = ids(spec.provider)?;
     let mut extras = HashMap::new();
     for (e, c, kind) in spec.extras {
         let col = match kind {
-            Kind::Id => ExtraColumn::Id(permute(&id_column(&df, c, path)?, &order)),
-            Kind::Num => ExtraColumn::Num(permute(&num_column(&df, c, path)?, &order)),
+            Kind::Id => ExtraColumn::Id(ids(Some(c))?),
+            Kind::Num => {
+                if present(c)? {
+                    let df = read_table(path, &[c])?.unwrap_or_default();
+                    ExtraColumn::Num(Nums::encode(&num_column(&df, c, path)?, &order))
+                } else {
+                    ExtraColumn::Num(Nums::default())
+                }
+            }
         };
         extras.insert(*e, col);
     }
     Ok(EventTable {
         offsets,
-        id: permute(&id, &order),
-        start: permute(&start, &order),
-        end: permute(&end, &order),
-        concept: permute(&concept, &order),
-        source: permute(&source, &order),
-        type_concept: permute(&type_concept, &order),
-        visit: permute(&visit, &order),
-        provider: permute(&provider, &order),
+        id: id_col,
+        start: start_col,
+        end,
+        concept,
+        source,
+        type_concept,
+        visit,
+        provider,
         extras,
     })
 }

@@ -160,15 +160,15 @@ impl<'a> Evaluator<'a> {
     fn id_value(&self, col: IdCol, ctx: &RowCtx<'_>, p: usize) -> i64 {
         let persons = &self.cdm.persons;
         match col {
-            IdCol::Concept => ctx.t.concept[ctx.r],
-            IdCol::Type => ctx.t.type_concept[ctx.r],
-            IdCol::Extra(e) => ctx.t.extra_id(e).map_or(NULL_ID, |c| c[ctx.r]),
+            IdCol::Concept => ctx.t.concept.get(ctx.r),
+            IdCol::Type => ctx.t.type_concept.get(ctx.r),
+            IdCol::Extra(e) => ctx.t.extra_id(e).map_or(NULL_ID, |c| c.get(ctx.r)),
             IdCol::Gender => persons.gender[p],
             IdCol::Race => persons.race[p],
             IdCol::Ethnicity => persons.ethnicity[p],
             IdCol::VisitConcept => ctx.visit_concept,
             IdCol::ProviderSpecialty => {
-                let pr = ctx.t.provider[ctx.r];
+                let pr = ctx.t.provider.get(ctx.r);
                 self.cdm
                     .provider_specialty
                     .get(&pr)
@@ -180,7 +180,7 @@ impl<'a> Evaluator<'a> {
     }
 
     fn num_value(&self, col: NumCol, ctx: &RowCtx<'_>, p: usize) -> f64 {
-        let num = |e: Extra| ctx.t.extra_num(e).map_or(f64::NAN, |c| c[ctx.r]);
+        let num = |e: Extra| ctx.t.extra_num(e).map_or(f64::NAN, |c| c.get(ctx.r));
         let yob = self.cdm.persons.year_of_birth[p];
         match col {
             NumCol::Extra(e) => num(e),
@@ -230,14 +230,14 @@ impl<'a> Evaluator<'a> {
             Filter::Date(DateCol::Start, r) => r.test(ctx.start),
             Filter::Date(DateCol::End, r) => r.test(ctx.end),
             Filter::Abnormal => {
-                let num = |e: Extra| ctx.t.extra_num(e).map_or(f64::NAN, |c| c[ctx.r]);
+                let num = |e: Extra| ctx.t.extra_num(e).map_or(f64::NAN, |c| c.get(ctx.r));
                 let v = num(Extra::ValueAsNumber);
                 let lo = num(Extra::RangeLow);
                 let hi = num(Extra::RangeHigh);
                 let vc = ctx
                     .t
                     .extra_id(Extra::ValueAsConcept)
-                    .map_or(NULL_ID, |c| c[ctx.r]);
+                    .map_or(NULL_ID, |c| c.get(ctx.r));
                 v < lo || v > hi || vc == 4_155_142 || vc == 4_155_143
             }
             Filter::EndNotBeforeStart => ge(ctx.end, ctx.start),
@@ -256,12 +256,12 @@ impl<'a> Evaluator<'a> {
         let mut seen_first = false;
         for r in t.rows(p) {
             if let Some(cs) = &cp.codeset
-                && !contains(cs, t.concept[r])
+                && !contains(cs, t.concept.get(r))
             {
                 continue;
             }
             if let Some(cs) = &cp.source_codeset
-                && !contains(cs, t.source[r])
+                && !contains(cs, t.source.get(r))
             {
                 continue;
             }
@@ -273,12 +273,12 @@ impl<'a> Evaluator<'a> {
             }
             let raw_start = t.start[r];
             let raw_end = match cp.end_rule {
-                EndRule::Stored => t.end[r],
+                EndRule::Stored => t.end.get(r),
                 EndRule::StoredOrNextDay => {
-                    if t.end[r] == NULL_DAY {
+                    if t.end.get(r) == NULL_DAY {
                         add_days(raw_start, 1)
                     } else {
-                        t.end[r]
+                        t.end.get(r)
                     }
                 }
                 EndRule::DrugExposure => drug_end(t, r, None),
@@ -293,18 +293,18 @@ impl<'a> Evaluator<'a> {
             };
             let mut visit_concept = NULL_ID;
             if cp.needs_visit {
-                let v = t.visit[r];
+                let v = t.visit.get(r);
                 let found = visits
                     .rows(p)
-                    .find(|&vr| visits.id[vr] == v && v != NULL_ID);
+                    .find(|&vr| visits.id.get(vr) == v && v != NULL_ID);
                 match found {
-                    Some(vr) => visit_concept = visits.concept[vr],
+                    Some(vr) => visit_concept = visits.concept.get(vr),
                     None => continue,
                 }
             }
             let mut place_of_service = NULL_ID;
             if cp.needs_care_site {
-                let cs = t.extra_id(Extra::CareSite).map_or(NULL_ID, |c| c[r]);
+                let cs = t.extra_id(Extra::CareSite).map_or(NULL_ID, |c| c.get(r));
                 match self.cdm.care_site_place.get(&cs) {
                     Some(&pl) => place_of_service = pl,
                     None => continue,
@@ -322,21 +322,21 @@ impl<'a> Evaluator<'a> {
                 continue;
             }
             let concept = match cp.domain {
-                Domain::ObservationPeriod => t.type_concept[r],
+                Domain::ObservationPeriod => t.type_concept.get(r),
                 Domain::Death => {
-                    if t.concept[r] == NULL_ID {
+                    if t.concept.get(r) == NULL_ID {
                         0
                     } else {
-                        t.concept[r]
+                        t.concept.get(r)
                     }
                 }
-                _ => t.concept[r],
+                _ => t.concept.get(r),
             };
             out.push(CRow {
-                event_id: t.id[r],
+                event_id: t.id.get(r),
                 start: cp.user_period.0.unwrap_or(start),
                 end: cp.user_period.1.unwrap_or(end),
-                visit: t.visit[r],
+                visit: t.visit.get(r),
                 sort: start,
                 concept,
             });
@@ -346,13 +346,13 @@ impl<'a> Evaluator<'a> {
             let mut evs = Vec::new();
             for row in &out {
                 for o in ops.rows(p) {
-                    if le(ops.start[o], row.start) && ge(ops.end[o], row.start) {
+                    if le(ops.start[o], row.start) && ge(ops.end.get(o), row.start) {
                         evs.push(IndexEvent {
                             event_id: row.event_id,
                             start: row.start,
                             end: row.end,
                             op_start: ops.start[o],
-                            op_end: ops.end[o],
+                            op_end: ops.end.get(o),
                             visit: row.visit,
                         });
                     }
@@ -561,7 +561,7 @@ impl<'a> Evaluator<'a> {
         let mut cands: Vec<(CRow, Day, Day)> = Vec::new();
         for r in &rows {
             for o in ops.rows(p) {
-                let (os, oe) = (ops.start[o], ops.end[o]);
+                let (os, oe) = (ops.start[o], ops.end.get(o));
                 if le(os, r.start)
                     && ge(oe, r.start)
                     && le(add_days(os, plan.prior_days), r.start)
@@ -694,10 +694,10 @@ impl<'a> Evaluator<'a> {
                 let mut spans = Vec::new();
                 for r in t.rows(p) {
                     let end = drug_end(t, r, *days_supply);
-                    if contains(drugs, t.concept[r]) {
+                    if contains(drugs, t.concept.get(r)) {
                         spans.push((t.start[r], end));
                     }
-                    if contains(drugs, t.source[r]) {
+                    if contains(drugs, t.source.get(r)) {
                         spans.push((t.start[r], end));
                     }
                 }
@@ -784,13 +784,15 @@ fn drug_end(t: &EventTable, r: usize, days_supply_override: Option<i32>) -> Day 
     if let Some(o) = days_supply_override {
         return add_days(start, o);
     }
-    if t.end[r] != NULL_DAY {
-        return t.end[r];
+    let end = t.end.get(r);
+    if end != NULL_DAY {
+        return end;
     }
-    if let Some(ds) = t.extra_num(Extra::DaysSupply)
-        && !ds[r].is_nan()
-    {
-        return add_days(start, ds[r] as i32);
+    if let Some(ds) = t.extra_num(Extra::DaysSupply) {
+        let ds = ds.get(r);
+        if !ds.is_nan() {
+            return add_days(start, ds as i32);
+        }
     }
     add_days(start, 1)
 }

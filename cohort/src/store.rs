@@ -11,18 +11,24 @@
 //!   per source concept) for each event table.
 //!
 //! Arrays are stored as a little-endian `u64` length followed by the raw
-//! little-endian values. The folder is written to `<dir>.tmp-<pid>` and renamed
+//! little-endian values; columns keep their in-memory encoding (constant,
+//! 32-bit offsets from a per-block base, or plain), so that loading is a bulk
+//! read without re-encoding. The folder is written to `<dir>.tmp-<pid>` and renamed
 //! into place, so a reader never sees a half-written index.
 
-use crate::cdm::{Cdm, ConceptIndex, Domain, EventTable, Extra, ExtraColumn, Persons, Vocabulary};
+use crate::cdm::{
+    Cdm, ConceptIndex, Days, Domain, EventTable, Extra, ExtraColumn, ID_BLOCK, Ids, Nums, Persons,
+    Vocabulary,
+};
 use crate::error::{CohortError, Result};
+use rayon::prelude::*;
 use roaring::RoaringBitmap;
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Version of the on-disk format; an index of another version is rejected.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const DOMAINS: &[(Domain, &str)] = &[
     (Domain::ConditionOccurrence, "condition_occurrence"),
@@ -96,33 +102,67 @@ impl Writer {
     fn u64(&mut self, v: u64) -> Result<()> {
         self.bytes(&v.to_le_bytes())
     }
-    fn i64s(&mut self, v: &[i64]) -> Result<()> {
+    fn array<T: Copy, const W: usize>(&mut self, v: &[T], le: impl Fn(T) -> [u8; W]) -> Result<()> {
         self.u64(v.len() as u64)?;
-        for x in v {
-            self.bytes(&x.to_le_bytes())?;
+        let mut buf = Vec::with_capacity(W * 65_536);
+        for chunk in v.chunks(65_536) {
+            buf.clear();
+            for &x in chunk {
+                buf.extend_from_slice(&le(x));
+            }
+            self.bytes(&buf)?;
         }
         Ok(())
+    }
+    fn i64s(&mut self, v: &[i64]) -> Result<()> {
+        self.array(v, i64::to_le_bytes)
     }
     fn i32s(&mut self, v: &[i32]) -> Result<()> {
-        self.u64(v.len() as u64)?;
-        for x in v {
-            self.bytes(&x.to_le_bytes())?;
-        }
-        Ok(())
+        self.array(v, i32::to_le_bytes)
     }
     fn u32s(&mut self, v: &[u32]) -> Result<()> {
-        self.u64(v.len() as u64)?;
-        for x in v {
-            self.bytes(&x.to_le_bytes())?;
-        }
-        Ok(())
+        self.array(v, u32::to_le_bytes)
     }
     fn f64s(&mut self, v: &[f64]) -> Result<()> {
-        self.u64(v.len() as u64)?;
-        for x in v {
-            self.bytes(&x.to_le_bytes())?;
+        self.array(v, f64::to_le_bytes)
+    }
+    fn ids(&mut self, c: &Ids) -> Result<()> {
+        match c {
+            Ids::Const(v) => {
+                self.bytes(&[0])?;
+                self.u64(*v as u64)
+            }
+            Ids::Blocked { base, delta } => {
+                self.bytes(&[1])?;
+                self.i64s(base)?;
+                self.u32s(delta)
+            }
+            Ids::Plain(v) => {
+                self.bytes(&[2])?;
+                self.i64s(v)
+            }
         }
-        Ok(())
+    }
+    fn nums(&mut self, c: &Nums) -> Result<()> {
+        match c {
+            Nums::Whole(ids) => {
+                self.bytes(&[0])?;
+                self.ids(ids)
+            }
+            Nums::Float(v) => {
+                self.bytes(&[1])?;
+                self.f64s(v)
+            }
+        }
+    }
+    fn days(&mut self, c: &Days) -> Result<()> {
+        match c {
+            Days::Null => self.bytes(&[0]),
+            Days::Plain(v) => {
+                self.bytes(&[1])?;
+                self.i32s(v)
+            }
+        }
     }
     fn bitmaps(&mut self, m: &HashMap<i64, RoaringBitmap>) -> Result<()> {
         let mut keys: Vec<&i64> = m.keys().collect();
@@ -142,40 +182,45 @@ impl Writer {
 }
 
 struct Reader {
-    buf: Vec<u8>,
-    pos: usize,
+    r: BufReader<std::fs::File>,
+    pos: u64,
+    size: u64,
     path: PathBuf,
 }
 
 impl Reader {
     fn open(path: PathBuf) -> Result<Self> {
         let f = std::fs::File::open(&path).map_err(io_err(&path))?;
-        let mut buf = Vec::new();
-        BufReader::new(f)
-            .read_to_end(&mut buf)
-            .map_err(io_err(&path))?;
-        Ok(Self { buf, pos: 0, path })
+        let size = f.metadata().map_err(io_err(&path))?.len();
+        Ok(Self {
+            r: BufReader::with_capacity(1 << 20, f),
+            pos: 0,
+            size,
+            path,
+        })
     }
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| bad(&self.path, format!("truncated at byte {}", self.pos)))?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
+    fn take(&mut self, n: usize) -> Result<Vec<u8>> {
+        if (n as u64) > self.size - self.pos {
+            return Err(bad(&self.path, format!("truncated at byte {}", self.pos)));
+        }
+        let mut buf = vec![0u8; n];
+        self.r.read_exact(&mut buf).map_err(io_err(&self.path))?;
+        self.pos += n as u64;
+        Ok(buf)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
     }
     fn u64(&mut self) -> Result<u64> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
-        a.copy_from_slice(b);
+        a.copy_from_slice(&b);
         Ok(u64::from_le_bytes(a))
     }
     fn len(&mut self, width: usize) -> Result<usize> {
         let n = self.u64()?;
         let n = usize::try_from(n).map_err(|_| bad(&self.path, "array length overflows"))?;
-        if n.saturating_mul(width) > self.buf.len() - self.pos {
+        if (n.saturating_mul(width) as u64) > self.size - self.pos {
             return Err(bad(
                 &self.path,
                 format!("array of {n} values exceeds the file at byte {}", self.pos),
@@ -183,29 +228,68 @@ impl Reader {
         }
         Ok(n)
     }
+    fn array<T, const W: usize>(&mut self, from: impl Fn([u8; W]) -> T) -> Result<Vec<T>> {
+        let n = self.len(W)?;
+        let mut out = Vec::with_capacity(n);
+        let mut buf = vec![0u8; W * 65_536];
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(65_536);
+            let chunk = &mut buf[..k * W];
+            self.r.read_exact(chunk).map_err(io_err(&self.path))?;
+            self.pos += (k * W) as u64;
+            out.extend(chunk.chunks_exact(W).map(|c| {
+                let mut a = [0u8; W];
+                a.copy_from_slice(c);
+                from(a)
+            }));
+            left -= k;
+        }
+        Ok(out)
+    }
     fn i64s(&mut self) -> Result<Vec<i64>> {
-        let n = self.len(8)?;
-        let b = self.take(n * 8)?;
-        Ok(b.chunks_exact(8)
-            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-            .collect())
+        self.array(i64::from_le_bytes)
     }
     fn f64s(&mut self) -> Result<Vec<f64>> {
-        Ok(self
-            .i64s()?
-            .into_iter()
-            .map(|v| f64::from_bits(v as u64))
-            .collect())
+        self.array(f64::from_le_bytes)
     }
     fn i32s(&mut self) -> Result<Vec<i32>> {
-        let n = self.len(4)?;
-        let b = self.take(n * 4)?;
-        Ok(b.chunks_exact(4)
-            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        self.array(i32::from_le_bytes)
     }
     fn u32s(&mut self) -> Result<Vec<u32>> {
-        Ok(self.i32s()?.into_iter().map(|v| v as u32).collect())
+        self.array(u32::from_le_bytes)
+    }
+    fn ids(&mut self) -> Result<Ids> {
+        match self.u8()? {
+            0 => Ok(Ids::Const(self.u64()? as i64)),
+            1 => {
+                let base = self.i64s()?;
+                let delta = self.u32s()?;
+                if base.len() != delta.len().div_ceil(ID_BLOCK) {
+                    return Err(bad(&self.path, "block bases do not match the column"));
+                }
+                Ok(Ids::Blocked { base, delta })
+            }
+            2 => Ok(Ids::Plain(self.i64s()?)),
+            t => Err(bad(&self.path, format!("unknown id column encoding {t}"))),
+        }
+    }
+    fn nums(&mut self) -> Result<Nums> {
+        match self.u8()? {
+            0 => Ok(Nums::Whole(self.ids()?)),
+            1 => Ok(Nums::Float(self.f64s()?)),
+            t => Err(bad(
+                &self.path,
+                format!("unknown number column encoding {t}"),
+            )),
+        }
+    }
+    fn days(&mut self) -> Result<Days> {
+        match self.u8()? {
+            0 => Ok(Days::Null),
+            1 => Ok(Days::Plain(self.i32s()?)),
+            t => Err(bad(&self.path, format!("unknown date column encoding {t}"))),
+        }
     }
     fn bitmaps(&mut self) -> Result<HashMap<i64, RoaringBitmap>> {
         let n = self.len(16)?;
@@ -214,7 +298,7 @@ impl Reader {
             let k = self.u64()? as i64;
             let size = self.len(1)?;
             let bytes = self.take(size)?;
-            let b = RoaringBitmap::deserialize_from(bytes)
+            let b = RoaringBitmap::deserialize_from(&bytes[..])
                 .map_err(|e| bad(&self.path, format!("bitmap: {e}")))?;
             m.insert(k, b);
         }
@@ -225,7 +309,7 @@ impl Reader {
         Ok(self.take(n)?.iter().map(|&b| b != 0).collect())
     }
     fn done(&self) -> Result<()> {
-        if self.pos != self.buf.len() {
+        if self.pos != self.size {
             return Err(bad(&self.path, "trailing bytes"));
         }
         Ok(())
@@ -295,14 +379,14 @@ pub fn save(cdm: &Cdm, dir: &Path) -> Result<()> {
         let t = cdm.table(*domain);
         let mut w = Writer::create(tmp.join(format!("{name}.bin")))?;
         w.u32s(&t.offsets)?;
-        w.i64s(&t.id)?;
         w.i32s(&t.start)?;
-        w.i32s(&t.end)?;
-        w.i64s(&t.concept)?;
-        w.i64s(&t.source)?;
-        w.i64s(&t.type_concept)?;
-        w.i64s(&t.visit)?;
-        w.i64s(&t.provider)?;
+        w.ids(&t.id)?;
+        w.days(&t.end)?;
+        w.ids(&t.concept)?;
+        w.ids(&t.source)?;
+        w.ids(&t.type_concept)?;
+        w.ids(&t.visit)?;
+        w.ids(&t.provider)?;
         let extras: Vec<(u8, &ExtraColumn)> = EXTRAS
             .iter()
             .filter_map(|(e, code)| t.extras.get(e).map(|c| (*code, c)))
@@ -312,11 +396,11 @@ pub fn save(cdm: &Cdm, dir: &Path) -> Result<()> {
             match col {
                 ExtraColumn::Id(v) => {
                     w.bytes(&[code, 0])?;
-                    w.i64s(v)?;
+                    w.ids(v)?;
                 }
                 ExtraColumn::Num(v) => {
                     w.bytes(&[code, 1])?;
-                    w.f64s(v)?;
+                    w.nums(v)?;
                 }
             }
         }
@@ -427,81 +511,18 @@ pub fn load(dir: &Path) -> Result<Cdm> {
     let care_site_place = r.i64s()?.into_iter().zip(r.i64s()?).collect();
     r.done()?;
 
+    let loaded: Vec<(Domain, EventTable, ConceptIndex)> = DOMAINS
+        .par_iter()
+        .map(|(domain, name)| {
+            let (t, idx) = load_table(dir, name, n)?;
+            Ok((*domain, t, idx))
+        })
+        .collect::<Result<_>>()?;
     let mut tables = HashMap::new();
     let mut index = HashMap::new();
-    for (domain, name) in DOMAINS {
-        let mut r = Reader::open(dir.join(format!("{name}.bin")))?;
-        let mut t = EventTable {
-            offsets: r.u32s()?,
-            id: r.i64s()?,
-            start: r.i32s()?,
-            end: r.i32s()?,
-            concept: r.i64s()?,
-            source: r.i64s()?,
-            type_concept: r.i64s()?,
-            visit: r.i64s()?,
-            provider: r.i64s()?,
-            extras: HashMap::new(),
-        };
-        let n_extras = r.u64()?;
-        for _ in 0..n_extras {
-            let tag = r.take(2)?.to_vec();
-            let extra = EXTRAS
-                .iter()
-                .find(|(_, c)| *c == tag[0])
-                .map(|(e, _)| *e)
-                .ok_or_else(|| bad(&r.path, format!("unknown column code {}", tag[0])))?;
-            let col = if tag[1] == 0 {
-                ExtraColumn::Id(r.i64s()?)
-            } else {
-                ExtraColumn::Num(r.f64s()?)
-            };
-            t.extras.insert(extra, col);
-        }
-        r.done()?;
-        let rows = t.id.len();
-        let lengths_ok = t.offsets.len() == n + 1
-            && t.offsets.last().is_some_and(|&o| o as usize == rows)
-            && t.offsets.windows(2).all(|w| w[0] <= w[1])
-            && [
-                t.start.len(),
-                t.end.len(),
-                t.concept.len(),
-                t.source.len(),
-                t.type_concept.len(),
-                t.visit.len(),
-                t.provider.len(),
-            ]
-            .iter()
-            .all(|&l| l == rows)
-            && t.extras.values().all(|c| match c {
-                ExtraColumn::Id(v) => v.len() == rows,
-                ExtraColumn::Num(v) => v.len() == rows,
-            });
-        if !lengths_ok {
-            return Err(bad(&r.path, "columns or person offsets are inconsistent"));
-        }
-        let mut r = Reader::open(dir.join(format!("{name}.bitmaps")))?;
-        let any = r.bitmaps()?.remove(&0).unwrap_or_default();
-        let concept = r.bitmaps()?;
-        let source = r.bitmaps()?;
-        r.done()?;
-        let out_of_range = |b: &RoaringBitmap| b.max().is_some_and(|m| m as usize >= n);
-        if out_of_range(&any)
-            || concept.values().any(out_of_range)
-            || source.values().any(out_of_range)
-        {
-            return Err(bad(&r.path, "bitmap refers to a person outside the index"));
-        }
-        tables.insert(*domain, t);
-        index.insert(
-            *domain,
-            ConceptIndex {
-                concept,
-                source,
-                any,
-            },
-        );
+    for (domain, t, idx) in loaded {
+        tables.insert(domain, t);
+        index.insert(domain, idx);
     }
     Ok(Cdm {
         dir: source,
@@ -512,4 +533,81 @@ pub fn load(dir: &Path) -> Result<Cdm> {
         care_site_place,
         vocabulary,
     })
+}
+
+fn load_table(dir: &Path, name: &str, n: usize) -> Result<(EventTable, ConceptIndex)> {
+    let mut r = Reader::open(dir.join(format!("{name}.bin")))?;
+    let mut t = EventTable {
+        offsets: r.u32s()?,
+        start: r.i32s()?,
+        id: r.ids()?,
+        end: r.days()?,
+        concept: r.ids()?,
+        source: r.ids()?,
+        type_concept: r.ids()?,
+        visit: r.ids()?,
+        provider: r.ids()?,
+        extras: HashMap::new(),
+    };
+    let n_extras = r.u64()?;
+    for _ in 0..n_extras {
+        let tag = r.take(2)?;
+        let extra = EXTRAS
+            .iter()
+            .find(|(_, c)| *c == tag[0])
+            .map(|(e, _)| *e)
+            .ok_or_else(|| bad(&r.path, format!("unknown column code {}", tag[0])))?;
+        let col = if tag[1] == 0 {
+            ExtraColumn::Id(r.ids()?)
+        } else {
+            ExtraColumn::Num(r.nums()?)
+        };
+        t.extras.insert(extra, col);
+    }
+    r.done()?;
+    let rows = t.start.len();
+    let ids_ok = |c: &Ids| c.stored_len().is_none_or(|l| l == rows);
+    let lengths_ok = t.offsets.len() == n + 1
+        && t.offsets.last().is_some_and(|&o| o as usize == rows)
+        && t.offsets.windows(2).all(|w| w[0] <= w[1])
+        && match &t.end {
+            Days::Null => true,
+            Days::Plain(v) => v.len() == rows,
+        }
+        && [
+            &t.id,
+            &t.concept,
+            &t.source,
+            &t.type_concept,
+            &t.visit,
+            &t.provider,
+        ]
+        .into_iter()
+        .all(ids_ok)
+        && t.extras.values().all(|c| match c {
+            ExtraColumn::Id(v) => ids_ok(v),
+            ExtraColumn::Num(Nums::Whole(v)) => ids_ok(v),
+            ExtraColumn::Num(Nums::Float(v)) => v.len() == rows,
+        });
+    if !lengths_ok {
+        return Err(bad(&r.path, "columns or person offsets are inconsistent"));
+    }
+    let mut r = Reader::open(dir.join(format!("{name}.bitmaps")))?;
+    let any = r.bitmaps()?.remove(&0).unwrap_or_default();
+    let concept = r.bitmaps()?;
+    let source = r.bitmaps()?;
+    r.done()?;
+    let out_of_range = |b: &RoaringBitmap| b.max().is_some_and(|m| m as usize >= n);
+    if out_of_range(&any) || concept.values().any(out_of_range) || source.values().any(out_of_range)
+    {
+        return Err(bad(&r.path, "bitmap refers to a person outside the index"));
+    }
+    Ok((
+        t,
+        ConceptIndex {
+            concept,
+            source,
+            any,
+        },
+    ))
 }

@@ -15,6 +15,10 @@ pub struct Source {
     /// Reuse the on-disk index in this folder, or build it there from `--cdm` first.
     #[arg(long, value_name = "DIR")]
     index: Option<PathBuf>,
+    /// Write the time each step took to this CSV file
+    /// (`step,name,millis,entries,persons`; steps `load` and `cohort`).
+    #[arg(long, value_name = "FILE")]
+    timings: Option<PathBuf>,
     /// Circe cohort definition files (ATLAS JSON).
     #[arg(value_name = "COHORT_JSON", required = true)]
     definitions: Vec<PathBuf>,
@@ -99,15 +103,35 @@ fn evaluate_all(
     if defs.is_empty() {
         return Err(CliError::invalid("no cohort definition could be read"));
     }
+    let clock = std::time::Instant::now();
     let cdm = load(source)?;
+    let mut timings = vec![format!(
+        "load,,{:.3},,",
+        clock.elapsed().as_secs_f64() * 1e3
+    )];
     for (path, def) in defs {
+        let clock = std::time::Instant::now();
         match omop_cohort::evaluate(&cdm, &def) {
-            Ok(result) => emit(&stem_of(path), &result)?,
+            Ok(result) => {
+                let ms = clock.elapsed().as_secs_f64() * 1e3;
+                let stem = stem_of(path);
+                timings.push(format!(
+                    "cohort,{stem},{ms:.3},{},{}",
+                    result.rows.len(),
+                    result.subject_count()
+                ));
+                emit(&stem, &result)?
+            }
             Err(e) => {
                 eprintln!("error: {}: {e}", path.display());
                 failed += 1;
             }
         }
+    }
+    if let Some(file) = &source.timings {
+        let text = format!("step,name,millis,entries,persons\n{}\n", timings.join("\n"));
+        std::fs::write(file, text)
+            .map_err(|e| CliError::failed(format!("{}: {e}", file.display())))?;
     }
     if failed > 0 {
         return Err(CliError::failed(format!(
