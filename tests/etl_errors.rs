@@ -258,7 +258,7 @@ fn a_failed_run_leaves_the_previous_output_untouched() {
     // A later source breaks in the middle of the run (after earlier tables were staged).
     std::fs::write(
         src.join("devices.csv"),
-        b"START,STOP,PATIENT,ENCOUNTER,CODE,UDI\n\"2020-01-01,unterminated\n",
+        b"START,STOP,PATIENT,ENCOUNTER,CODE,UDI\n2020-01-01,,p1,,\xff\xfe,x\n",
     )
     .unwrap();
     let err = engine::run(&o);

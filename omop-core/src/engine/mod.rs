@@ -351,10 +351,16 @@ impl Run<'_> {
     fn rule(&mut self, idx: u32, rule: &Rule, keyed: bool) -> Result<Vec<DataFrame>, EtlError> {
         let source = &self.sources[&rule.source];
         let t = Instant::now();
-        let total = source.count_rows()?;
+        // Counting rows parses the file, so it is done only when a `where` may drop rows
+        // before they are counted; otherwise every row read is counted as it is processed.
+        let total = if rule.filter.is_some() {
+            Some(source.count_rows()?)
+        } else {
+            None
+        };
         // Deduplication needs every row of the rule at once.
         let chunk = if rule.deduplicate.is_some() {
-            total.max(1)
+            u64::MAX
         } else {
             self.chunk_rows.max(1)
         };
@@ -367,11 +373,7 @@ impl Run<'_> {
         let mut early_filter: Option<String>;
         let mut offset = 0u64;
         loop {
-            let slice = if chunk >= total {
-                None
-            } else {
-                Some((offset, chunk))
-            };
+            let slice = (chunk != u64::MAX).then_some((offset, chunk));
             let result = rule::run_rule(idx, rule, source, self.vocab, &self.keymaps, slice)?;
             let r: u64 = result.rejected_by_reason.values().sum();
             let f: u64 = result.filtered_by_reason.values().sum();
@@ -384,6 +386,7 @@ impl Run<'_> {
                     ),
                 });
             }
+            let chunk_read = result.read;
             read += result.read;
             written += result.written;
             for (k, v) in result.rejected_by_reason {
@@ -404,12 +407,16 @@ impl Run<'_> {
                     self.append_events(spec, frame)?;
                 }
             }
-            offset += chunk;
-            if slice.is_none() || offset >= total {
+            offset = offset.saturating_add(chunk);
+            let done = match total {
+                Some(t) => offset >= t,
+                None => chunk_read < chunk,
+            };
+            if slice.is_none() || done {
                 break;
             }
         }
-        if let Some(reason) = early_filter {
+        if let (Some(reason), Some(total)) = (early_filter, total) {
             let dropped = total.saturating_sub(read);
             if dropped > 0 {
                 filtered_by_reason.insert(reason, dropped);
@@ -418,11 +425,12 @@ impl Run<'_> {
         }
         let rejected_rows: u64 = rejected_by_reason.values().sum();
         let filtered_rows: u64 = filtered_by_reason.values().sum();
-        if read != total {
+        if total.is_some_and(|t| t != read) {
             return Err(EtlError::Rule {
                 rule: rule.id.clone(),
                 message: format!(
-                    "internal accounting error: {total} rows in the file, {read} read"
+                    "internal accounting error: {} rows in the file, {read} read",
+                    total.unwrap_or(0)
                 ),
             });
         }
@@ -488,11 +496,18 @@ impl Run<'_> {
                 )
                 .drop(cols(["__id"]));
         }
+        let started = Instant::now();
         let df = lf.collect().map_err(|e| polars_err(&stage, e))?;
         let names: Vec<&str> = spec.fields.iter().map(|f| f.name).collect();
         let table = df.select(names).map_err(|e| polars_err(&stage, e))?;
         let lineage = output::lineage(self.pack, self.sources, spec, &df)?;
         writer.append(self.staging, &table, &lineage)?;
+        tracing::debug!(
+            table = spec.name,
+            rows = table.height(),
+            seconds = started.elapsed().as_secs_f64(),
+            "rows appended"
+        );
         self.keep_for_derived(spec, &table)?;
         *self.tables.entry(spec.name.to_string()).or_insert(0) += table.height() as u64;
         Ok(())

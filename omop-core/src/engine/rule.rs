@@ -410,11 +410,14 @@ pub fn run_rule(
         keep.extend([col(CODE), col("_concept_id"), col("_source_concept_id")]);
     }
     keep.extend(field_cols.values().map(|c| col(c.as_str())));
+    let started = std::time::Instant::now();
     let df = lf
         .select(keep)
         .collect()
         .map_err(|e| polars_err(&format!("rule {}", rule.id), e))?;
 
+    tracing::debug!(rule = %rule.id, rows = df.height(), seconds = started.elapsed().as_secs_f64(), "plan collected");
+    let started = std::time::Instant::now();
     // 5. Per table: CDM columns, conversion and required-field checks.
     let live = df.clone().lazy().filter(col(DROP).is_null());
     let mut outputs = Vec::new();
@@ -529,6 +532,8 @@ pub fn run_rule(
         .and_then(|l| l.collect())
         .map_err(|e| polars_err(&format!("rule {}", rule.id), e))?;
 
+    tracing::debug!(rule = %rule.id, seconds = started.elapsed().as_secs_f64(), "tables projected");
+    let started = std::time::Instant::now();
     // 6. Accounting: every source row is written, rejected or filtered, in that priority.
     let mut status_parts: Vec<LazyFrame> = outputs
         .iter()
@@ -617,6 +622,7 @@ pub fn run_rule(
             _ => *filtered_by_reason.entry(reason).or_insert(0) += count,
         }
     }
+    tracing::debug!(rule = %rule.id, seconds = started.elapsed().as_secs_f64(), "accounting");
     let code_stats = match rule.concept {
         Some(_) => Some(code_stats(&df, fan_out)?),
         None => None,
