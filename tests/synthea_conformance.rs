@@ -111,6 +111,26 @@ fn multiset(dir: &std::path::Path, e: &Event) -> (BTreeMap<String, usize>, usize
     (out, zero)
 }
 
+/// Runs the Synthea pack over the reference sources into `<tmp>/<name>`.
+fn run_synthea(
+    src: &std::path::Path,
+    tmp: &std::path::Path,
+    name: &str,
+    chunk_rows: Option<usize>,
+) -> (std::path::PathBuf, engine::RunReport) {
+    let out = tmp.join(name);
+    let report = engine::run(&EtlOptions {
+        pack: common::root().join("mappings/synthea"),
+        source: src.join("csv"),
+        vocab: src.join("vocabulary"),
+        vocab_cache: Some(tmp.join("vocab-cache")),
+        out: out.clone(),
+        chunk_rows,
+    })
+    .expect("the Synthea pack runs");
+    (out, report)
+}
+
 #[test]
 fn synthea_pack_matches_ohdsi_etl() {
     let Some(shared) = common::shared() else {
@@ -118,16 +138,7 @@ fn synthea_pack_matches_ohdsi_etl() {
     };
     let src = shared.join("data/synthea-source");
     let tmp = common::tempdir();
-    let out = tmp.path().join("cdm");
-    let report = engine::run(&EtlOptions {
-        pack: common::root().join("mappings/synthea"),
-        source: src.join("csv"),
-        vocab: src.join("vocabulary"),
-        vocab_cache: Some(tmp.path().join("vocab-cache")),
-        out: out.clone(),
-        chunk_rows: None,
-    })
-    .expect("the Synthea pack runs");
+    let (out, report) = run_synthea(&src, tmp.path(), "cdm", None);
     let expected = src.join("expected-omop");
 
     // Tables that are compared by row count alone.
@@ -247,21 +258,8 @@ fn chunked_runs_equal_whole_runs() {
     };
     let src = shared.join("data/synthea-source");
     let tmp = common::tempdir();
-    let run = |name: &str, chunk_rows: Option<usize>| {
-        let out = tmp.path().join(name);
-        let report = engine::run(&EtlOptions {
-            pack: common::root().join("mappings/synthea"),
-            source: src.join("csv"),
-            vocab: src.join("vocabulary"),
-            vocab_cache: Some(tmp.path().join("vocab-cache")),
-            out: out.clone(),
-            chunk_rows,
-        })
-        .expect("run");
-        (out, report)
-    };
-    let (whole, a) = run("whole", None);
-    let (chunked, b) = run("chunked", Some(37));
+    let (whole, a) = run_synthea(&src, tmp.path(), "whole", None);
+    let (chunked, b) = run_synthea(&src, tmp.path(), "chunked", Some(37));
     assert_eq!(a.tables, b.tables);
     for (x, y) in a.sources.iter().zip(&b.sources) {
         assert_eq!(

@@ -200,14 +200,16 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
     run.derive()?;
     stage("derived tables", t);
 
+    // Tables the pack does not fill are written empty, so every run has the same layout.
     let t = Instant::now();
-    let written: BTreeMap<String, u64> = run.tables.clone();
+    let written = run.tables;
     for spec in cdm::tables(CdmVersion::V54) {
         if spec.schema == cdm::TableSchema::Cdm && !written.contains_key(spec.name) {
-            let empty = DataFrame::empty_with_schema(&spec.polars_schema());
-            staging.write_parquet(&format!("{}.parquet", spec.name), &mut empty.clone())?;
+            let mut empty = DataFrame::empty_with_schema(&spec.polars_schema());
+            staging.write_parquet(&format!("{}.parquet", spec.name), &mut empty)?;
         }
     }
+    stage("empty tables", t);
     let report = RunReport::new(
         &pack,
         vocab.version.clone(),
@@ -219,7 +221,6 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
     );
     staging.write_json("_omopkit/report.json", &report)?;
     staging.commit()?;
-    let _ = t;
     Ok(report)
 }
 
