@@ -57,6 +57,14 @@ pub enum Domain {
     ObservationPeriod,
 }
 
+impl Domain {
+    /// Number of domains.
+    pub const COUNT: usize = 14;
+}
+
+// `ObservationPeriod` is the last domain; tables are indexed by `Domain as usize`.
+const _: () = assert!(Domain::ObservationPeriod as usize + 1 == Domain::COUNT);
+
 /// Extra columns some domains carry, beyond the common ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Extra {
@@ -345,8 +353,42 @@ const SPECS: &[TableSpec] = &[
     },
 ];
 
-/// Rows per block of a [`Ids::Blocked`] column.
+/// Rows per block of a [`Ids::Blocked`] or [`Days::Blocked`] column.
 pub const ID_BLOCK: usize = 1024;
+
+/// Base of a [`Ids::Blocked`] block whose values are stored in full in `wide`.
+const WIDE: i64 = i64::MIN;
+
+/// Most distinct values a [`Ids::Dict`] column holds.
+const DICT_MAX: usize = u16::MAX as usize;
+
+/// A fast hasher for `i64` keys (Fx, as in rustc); keys are not attacker-chosen here.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    #[inline]
+    fn write_i64(&mut self, v: i64) {
+        self.write_u64(v as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A `HashMap` with [`FxHasher`].
+pub(crate) type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 
 /// A column of ids or concept ids, stored as compactly as its values allow.
 /// [`NULL_ID`] stands for null.
@@ -354,13 +396,25 @@ pub const ID_BLOCK: usize = 1024;
 pub enum Ids {
     /// Every value is the same (possibly null); the number of rows is kept by the table.
     Const(i64),
+    /// At most 65,535 distinct values (concepts, type concepts, units):
+    /// value = `values[codes[r]]`.
+    Dict {
+        /// The distinct values (null included when present).
+        values: Vec<i64>,
+        /// Index into `values` per row.
+        codes: Vec<u16>,
+    },
     /// Frame of reference: value = `base[r / ID_BLOCK] + delta[r]`, with
-    /// `u32::MAX` as null. Used when every block spans less than `u32::MAX`.
+    /// `u32::MAX` as null. A block spanning `u32::MAX` values or more (ids of
+    /// two unrelated ranges meeting in one block) has the base `i64::MIN` and
+    /// keeps its values in `wide`, `delta` being the position there.
     Blocked {
-        /// Smallest value of each block.
+        /// Smallest value of each block (`i64::MIN` for a wide block).
         base: Vec<i64>,
-        /// Offset of each row from its block's base.
+        /// Offset of each row from its block's base, or position in `wide`.
         delta: Vec<u32>,
+        /// Values of the wide blocks.
+        wide: Vec<i64>,
     },
     /// Plain 64-bit values.
     Plain(Vec<i64>),
@@ -374,16 +428,21 @@ impl Default for Ids {
 
 impl Ids {
     /// The value of row `r`.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, r: usize) -> i64 {
         match self {
             Ids::Const(v) => *v,
-            Ids::Blocked { base, delta } => {
+            Ids::Dict { values, codes } => values[codes[r] as usize],
+            Ids::Blocked { base, delta, wide } => {
                 let d = delta[r];
                 if d == u32::MAX {
-                    NULL_ID
+                    return NULL_ID;
+                }
+                let b = base[r / ID_BLOCK];
+                if b == WIDE {
+                    wide[d as usize]
                 } else {
-                    base[r / ID_BLOCK] + i64::from(d)
+                    b + i64::from(d)
                 }
             }
             Ids::Plain(v) => v[r],
@@ -394,8 +453,27 @@ impl Ids {
     pub fn stored_len(&self) -> Option<usize> {
         match self {
             Ids::Const(_) => None,
+            Ids::Dict { codes, .. } => Some(codes.len()),
             Ids::Blocked { delta, .. } => Some(delta.len()),
             Ids::Plain(v) => Some(v.len()),
+        }
+    }
+
+    /// True when the encoding is internally consistent (codes within the
+    /// dictionary, one base per block, positions within `wide`).
+    pub fn is_consistent(&self) -> bool {
+        match self {
+            Ids::Const(_) | Ids::Plain(_) => true,
+            Ids::Dict { values, codes } => codes.iter().all(|&c| (c as usize) < values.len()),
+            Ids::Blocked { base, delta, wide } => {
+                base.len() == delta.len().div_ceil(ID_BLOCK)
+                    && delta.chunks(ID_BLOCK).zip(base).all(|(block, &b)| {
+                        b != WIDE
+                            || block
+                                .iter()
+                                .all(|&d| d == u32::MAX || (d as usize) < wide.len())
+                    })
+            }
         }
     }
 
@@ -410,9 +488,12 @@ impl Ids {
         if (0..n).all(|i| at(i) == first) {
             return Ids::Const(first);
         }
+        if let Some(dict) = Self::encode_dict(n, at) {
+            return dict;
+        }
         let n_blocks = n.div_ceil(ID_BLOCK);
         let mut base = Vec::with_capacity(n_blocks);
-        let mut fits = true;
+        let mut n_wide = 0usize;
         for b in 0..n_blocks {
             let rows = b * ID_BLOCK..((b + 1) * ID_BLOCK).min(n);
             let mut lo = i64::MAX;
@@ -429,32 +510,104 @@ impl Ids {
             } else if (hi as i128 - lo as i128) < i128::from(u32::MAX) {
                 base.push(lo);
             } else {
-                fits = false;
-                break;
+                base.push(WIDE);
+                n_wide += 1;
             }
         }
-        if !fits {
+        if n_wide * 2 > n_blocks {
             return Ids::Plain((0..n).map(at).collect());
         }
+        let mut wide = Vec::new();
         let delta = (0..n)
             .map(|i| {
                 let v = at(i);
+                let b = base[i / ID_BLOCK];
                 if v == NULL_ID {
                     u32::MAX
+                } else if b == WIDE {
+                    wide.push(v);
+                    (wide.len() - 1) as u32
                 } else {
-                    (v - base[i / ID_BLOCK]) as u32
+                    (v - b) as u32
                 }
             })
             .collect();
-        Ids::Blocked { base, delta }
+        Ids::Blocked { base, delta, wide }
+    }
+
+    /// A dictionary encoding, when the column has at most [`DICT_MAX`] distinct values.
+    fn encode_dict(n: usize, at: impl Fn(usize) -> i64) -> Option<Self> {
+        let mut lookup: FxMap<i64, u16> = FxMap::default();
+        let mut values = Vec::new();
+        let mut codes = Vec::with_capacity(n);
+        for i in 0..n {
+            let v = at(i);
+            let code = match lookup.get(&v) {
+                Some(&c) => c,
+                None => {
+                    if values.len() >= DICT_MAX {
+                        return None;
+                    }
+                    let c = values.len() as u16;
+                    values.push(v);
+                    lookup.insert(v, c);
+                    c
+                }
+            };
+            codes.push(code);
+        }
+        Some(Ids::Dict { values, codes })
     }
 
     /// Bytes held in memory.
     pub fn heap_bytes(&self) -> usize {
         match self {
             Ids::Const(_) => 0,
-            Ids::Blocked { base, delta } => base.len() * 8 + delta.len() * 4,
+            Ids::Dict { values, codes } => values.len() * 8 + codes.len() * 2,
+            Ids::Blocked { base, delta, wide } => base.len() * 8 + delta.len() * 4 + wide.len() * 8,
             Ids::Plain(v) => v.len() * 8,
+        }
+    }
+}
+
+/// Tests whether a row's value of one [`Ids`] column is in a sorted id set.
+/// Over a dictionary column the answer is precomputed per dictionary entry,
+/// so the test is one table look-up instead of a binary search.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Matcher {
+    /// Every row of the column gives the same answer.
+    Const(bool),
+    /// Answer per dictionary code (the column is [`Ids::Dict`]).
+    Codes(Vec<bool>),
+    /// Binary search in the sorted set.
+    Sorted(std::sync::Arc<Vec<i64>>),
+}
+
+impl Matcher {
+    /// A matcher of `column` against the sorted set `ids` (null never matches).
+    pub fn new(column: &Ids, ids: &std::sync::Arc<Vec<i64>>) -> Self {
+        let hit = |v: i64| v != NULL_ID && ids.binary_search(&v).is_ok();
+        match column {
+            Ids::Const(v) => Matcher::Const(hit(*v)),
+            Ids::Dict { values, .. } => Matcher::Codes(values.iter().map(|&v| hit(v)).collect()),
+            _ => Matcher::Sorted(ids.clone()),
+        }
+    }
+
+    /// Whether row `r` of `column` (the column the matcher was made for) matches.
+    #[inline(always)]
+    pub fn test(&self, column: &Ids, r: usize) -> bool {
+        match (self, column) {
+            (Matcher::Const(b), _) => *b,
+            (Matcher::Codes(m), Ids::Dict { codes, .. }) => {
+                m.get(codes[r] as usize).copied().unwrap_or(false)
+            }
+            (Matcher::Sorted(ids), c) => {
+                let v = c.get(r);
+                v != NULL_ID && ids.binary_search(&v).is_ok()
+            }
+            // Matchers are built for their own column (see `CohortPlan::compile`).
+            (Matcher::Codes(_), _) => false,
         }
     }
 }
@@ -477,7 +630,7 @@ impl Default for Nums {
 
 impl Nums {
     /// The value of row `r`, `NaN` for null.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, r: usize) -> f64 {
         match self {
             Nums::Whole(ids) => {
@@ -515,39 +668,105 @@ impl Nums {
     }
 }
 
-/// A date column; a column without any date is stored as [`Days::Null`].
+/// A date column.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub enum Days {
     /// Every value is null.
     #[default]
     Null,
+    /// value = `base[r / ID_BLOCK] + delta[r]`, `u16::MAX` for null; used
+    /// when every block of 1,024 rows spans less than 179 years.
+    Blocked {
+        /// Earliest date of each block.
+        base: Vec<Day>,
+        /// Days after the block's base.
+        delta: Vec<u16>,
+    },
     /// One date per row, [`NULL_DAY`] for null.
     Plain(Vec<Day>),
 }
 
 impl Days {
     /// The value of row `r`.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, r: usize) -> Day {
         match self {
             Days::Null => NULL_DAY,
+            Days::Blocked { base, delta } => {
+                let d = delta[r];
+                if d == u16::MAX {
+                    NULL_DAY
+                } else {
+                    base[r / ID_BLOCK] + i32::from(d)
+                }
+            }
             Days::Plain(v) => v[r],
+        }
+    }
+
+    /// Number of rows stored (`None` for an all-null column).
+    pub fn stored_len(&self) -> Option<usize> {
+        match self {
+            Days::Null => None,
+            Days::Blocked { delta, .. } => Some(delta.len()),
+            Days::Plain(v) => Some(v.len()),
+        }
+    }
+
+    /// True when there is one base per block.
+    pub fn is_consistent(&self) -> bool {
+        match self {
+            Days::Null | Days::Plain(_) => true,
+            Days::Blocked { base, delta } => base.len() == delta.len().div_ceil(ID_BLOCK),
         }
     }
 
     /// Encodes `values[order[i]]` for each `i`.
     pub fn encode(values: &[Day], order: &[u32]) -> Self {
-        if order.iter().all(|&i| values[i as usize] == NULL_DAY) {
-            Days::Null
-        } else {
-            Days::Plain(order.iter().map(|&i| values[i as usize]).collect())
+        let at = |i: usize| values[order[i] as usize];
+        let n = order.len();
+        if (0..n).all(|i| at(i) == NULL_DAY) {
+            return Days::Null;
         }
+        let n_blocks = n.div_ceil(ID_BLOCK);
+        let mut base = Vec::with_capacity(n_blocks);
+        for b in 0..n_blocks {
+            let rows = b * ID_BLOCK..((b + 1) * ID_BLOCK).min(n);
+            let mut lo = Day::MAX;
+            let mut hi = Day::MIN;
+            for i in rows {
+                let v = at(i);
+                if v != NULL_DAY {
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
+            }
+            if lo > hi {
+                base.push(0);
+            } else if i64::from(hi) - i64::from(lo) < i64::from(u16::MAX) {
+                base.push(lo);
+            } else {
+                return Days::Plain((0..n).map(at).collect());
+            }
+        }
+        let delta = (0..n)
+            .map(|i| {
+                let v = at(i);
+                if v == NULL_DAY {
+                    u16::MAX
+                } else {
+                    (v - base[i / ID_BLOCK]) as u16
+                }
+            })
+            .collect();
+        Days::Blocked { base, delta }
     }
 
     /// Bytes held in memory.
     pub fn heap_bytes(&self) -> usize {
         match self {
             Days::Null => 0,
+            Days::Blocked { base, delta } => base.len() * 4 + delta.len() * 2,
             Days::Plain(v) => v.len() * 4,
         }
     }
@@ -570,7 +789,7 @@ pub struct EventTable {
     /// Row id (`person_id` for death).
     pub id: Ids,
     /// Start date (never null).
-    pub start: Vec<Day>,
+    pub start: Days,
     /// End date as stored (may be [`NULL_DAY`]); tables without one hold nulls.
     pub end: Days,
     /// The domain concept.
@@ -596,12 +815,12 @@ impl EventTable {
 
     /// Number of rows.
     pub fn len(&self) -> usize {
-        self.start.len()
+        self.start.stored_len().unwrap_or(0)
     }
 
     /// True when the table has no rows.
     pub fn is_empty(&self) -> bool {
-        self.start.is_empty()
+        self.len() == 0
     }
 
     /// An id-typed extra column, if the table has it.
@@ -623,7 +842,7 @@ impl EventTable {
     /// Bytes the columns hold in memory.
     pub fn heap_bytes(&self) -> usize {
         self.offsets.len() * 4
-            + self.start.len() * 4
+            + self.start.heap_bytes()
             + self.end.heap_bytes()
             + [
                 &self.id,
@@ -661,7 +880,9 @@ pub struct ConceptIndex {
 impl ConceptIndex {
     /// Builds the bitmaps of one table.
     pub fn build(t: &EventTable) -> Self {
-        let mut idx = ConceptIndex::default();
+        let mut concept: FxMap<i64, RoaringBitmap> = FxMap::default();
+        let mut source: FxMap<i64, RoaringBitmap> = FxMap::default();
+        let mut any = RoaringBitmap::new();
         let n_persons = t.offsets.len().saturating_sub(1);
         for p in 0..n_persons {
             let rows = t.rows(p);
@@ -669,36 +890,25 @@ impl ConceptIndex {
                 continue;
             }
             let p = p as u32;
-            idx.any.try_push(p).ok();
+            any.try_push(p).ok();
             for r in rows {
                 // Rows are sorted by person, so each push appends (or is a repeat).
-                let c = t.concept.get(r);
-                match idx.concept.get_mut(&c) {
-                    Some(b) => {
-                        b.try_push(p).ok();
-                    }
-                    None => {
-                        let mut b = RoaringBitmap::new();
-                        b.insert(p);
-                        idx.concept.insert(c, b);
-                    }
-                }
+                concept
+                    .entry(t.concept.get(r))
+                    .or_default()
+                    .try_push(p)
+                    .ok();
                 let s = t.source.get(r);
                 if s != NULL_ID {
-                    match idx.source.get_mut(&s) {
-                        Some(b) => {
-                            b.try_push(p).ok();
-                        }
-                        None => {
-                            let mut b = RoaringBitmap::new();
-                            b.insert(p);
-                            idx.source.insert(s, b);
-                        }
-                    }
+                    source.entry(s).or_default().try_push(p).ok();
                 }
             }
         }
-        idx
+        ConceptIndex {
+            concept: concept.into_iter().collect(),
+            source: source.into_iter().collect(),
+            any,
+        }
     }
 
     /// Persons with a row whose concept (or source concept) is in `ids`.
@@ -749,10 +959,10 @@ pub struct Cdm {
     pub dir: PathBuf,
     /// Persons with an observation period or a `person` row.
     pub persons: Persons,
-    /// Event tables by domain.
-    pub tables: HashMap<Domain, EventTable>,
+    /// Event tables, indexed by `Domain as usize` (see [`Cdm::table`]).
+    pub tables: Vec<EventTable>,
     /// Per-concept person bitmaps by domain.
-    pub index: HashMap<Domain, ConceptIndex>,
+    pub index: Vec<ConceptIndex>,
     /// provider_id → specialty_concept_id.
     pub provider_specialty: HashMap<i64, i64>,
     /// care_site_id → place_of_service_concept_id.
@@ -924,11 +1134,18 @@ impl Cdm {
             let t = load_event_table(&file(spec.table), spec, &persons.id)?;
             loaded.push((spec.domain, t));
         }
-        let index: HashMap<Domain, ConceptIndex> = loaded
+        let built: Vec<(Domain, ConceptIndex)> = loaded
             .par_iter()
             .map(|(d, t)| (*d, ConceptIndex::build(t)))
             .collect();
-        let tables: HashMap<Domain, EventTable> = loaded.into_iter().collect();
+        let mut index = vec![ConceptIndex::default(); Domain::COUNT];
+        for (d, idx) in built {
+            index[d as usize] = idx;
+        }
+        let mut tables = vec![EventTable::default(); Domain::COUNT];
+        for (d, t) in loaded {
+            tables[d as usize] = t;
+        }
 
         let mut provider_specialty = HashMap::new();
         let provider_path = file("provider");
@@ -958,19 +1175,21 @@ impl Cdm {
     }
 
     /// The event table of a domain.
+    #[inline]
     pub fn table(&self, d: Domain) -> &EventTable {
-        // Every domain is inserted by `load`; an empty table stands in otherwise.
+        // Every domain is filled by `load`; an empty table stands in otherwise.
         static EMPTY: std::sync::OnceLock<EventTable> = std::sync::OnceLock::new();
         self.tables
-            .get(&d)
+            .get(d as usize)
             .unwrap_or_else(|| EMPTY.get_or_init(EventTable::default))
     }
 
     /// The concept bitmaps of a domain.
+    #[inline]
     pub fn concept_index(&self, d: Domain) -> &ConceptIndex {
         static EMPTY: std::sync::OnceLock<ConceptIndex> = std::sync::OnceLock::new();
         self.index
-            .get(&d)
+            .get(d as usize)
             .unwrap_or_else(|| EMPTY.get_or_init(ConceptIndex::default))
     }
 
@@ -1062,7 +1281,7 @@ fn load_event_table(path: &Path, spec: &TableSpec, persons: &[i64]) -> Result<Ev
     for p in 0..n_persons {
         offsets[p + 1] += offsets[p];
     }
-    let start_col: Vec<Day> = order.iter().map(|&i| start[i as usize]).collect();
+    let start_col = Days::encode(&start, &order);
     drop(start);
     let id_col = Ids::encode(&id, &order);
     drop(id);
@@ -1184,4 +1403,89 @@ fn load_vocabulary(dir: &Path) -> Result<Vocabulary> {
         }
     }
     Ok(voc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn identity(n: usize) -> Vec<u32> {
+        (0..n as u32).collect()
+    }
+
+    fn round_trip(values: &[i64]) -> Ids {
+        let enc = Ids::encode(values, &identity(values.len()));
+        assert!(enc.is_consistent());
+        for (r, &v) in values.iter().enumerate() {
+            assert_eq!(enc.get(r), v, "row {r} of {enc:?}");
+        }
+        enc
+    }
+
+    #[test]
+    fn id_columns_choose_the_smallest_encoding() {
+        assert_eq!(round_trip(&[7; 5000]), Ids::Const(7));
+        let concepts: Vec<i64> = (0..5000)
+            .map(|i| [201_826, 4_329_847, NULL_ID][i % 3])
+            .collect();
+        assert!(matches!(round_trip(&concepts), Ids::Dict { .. }));
+        let ids: Vec<i64> = (0..100_000).map(|i| 1_000_000 + i * 3).collect();
+        assert!(matches!(round_trip(&ids), Ids::Blocked { ref wide, .. } if wide.is_empty()));
+        let random: Vec<i64> = (0..100_000i64)
+            .map(|i| i.wrapping_mul(0x3E37_79B9_7F4A_7C15))
+            .collect();
+        assert!(matches!(round_trip(&random), Ids::Plain(_)));
+    }
+
+    /// Ids of two ranges 10^10 apart meeting inside one block (as in a CDM
+    /// assembled from several sources) used to turn the whole column into
+    /// plain 64-bit values; now only that block is stored wide.
+    #[test]
+    fn a_block_spanning_two_id_ranges_stays_compact() {
+        let mut ids: Vec<i64> = (0..200_000).map(|i| 5 + i).collect();
+        ids.extend((0..200_000).map(|i| 10_000_000_000 + i));
+        ids[1000] = NULL_ID;
+        let enc = round_trip(&ids);
+        let Ids::Blocked { wide, .. } = &enc else {
+            panic!("expected a blocked column, got {enc:?}");
+        };
+        assert!(wide.len() <= ID_BLOCK);
+        assert!(enc.heap_bytes() < ids.len() * 5);
+    }
+
+    #[test]
+    fn dates_are_stored_as_offsets_within_blocks() {
+        let days: Vec<Day> = (0..10_000).map(|i| 10_000 + (i * 7) % 3000).collect();
+        let enc = Days::encode(&days, &identity(days.len()));
+        assert!(matches!(enc, Days::Blocked { .. }));
+        assert!(enc.is_consistent());
+        assert!(days.iter().enumerate().all(|(r, &d)| enc.get(r) == d));
+        let mut with_null = days.clone();
+        with_null[3] = NULL_DAY;
+        let enc = Days::encode(&with_null, &identity(days.len()));
+        assert_eq!(enc.get(3), NULL_DAY);
+        assert_eq!(enc.get(4), days[4]);
+        // Two centuries apart in one block: plain values.
+        let far = vec![-25_000, 50_000, 0];
+        let enc = Days::encode(&far, &identity(3));
+        assert_eq!(enc, Days::Plain(far));
+        assert_eq!(Days::encode(&[NULL_DAY; 4], &identity(4)), Days::Null);
+    }
+
+    #[test]
+    fn matchers_answer_like_a_binary_search() {
+        let set = Arc::new(vec![3, 9, 12]);
+        for values in [
+            vec![3, 4, 9, NULL_ID, 12, 13],
+            (0..70_000).map(|i| i % 20).collect::<Vec<_>>(),
+            vec![9; 10],
+        ] {
+            let col = Ids::encode(&values, &identity(values.len()));
+            let m = Matcher::new(&col, &set);
+            for (r, &v) in values.iter().enumerate() {
+                assert_eq!(m.test(&col, r), set.contains(&v), "row {r} of {col:?}");
+            }
+        }
+    }
 }

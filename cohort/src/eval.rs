@@ -12,7 +12,7 @@ use crate::plan::{
 };
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 /// One row of a criteria query: an event with its Circe dates.
 #[derive(Debug, Clone, Copy)]
@@ -130,18 +130,21 @@ impl<'a> Evaluator<'a> {
     pub fn candidates(&self) -> RoaringBitmap {
         let mut out = RoaringBitmap::new();
         for c in &self.plan.primary {
-            let idx = self.cdm.concept_index(c.domain);
-            let by_concept = c.codeset.as_ref().map(|cs| idx.persons_with(cs, false));
-            let by_source = c
-                .source_codeset
-                .as_ref()
-                .map(|cs| idx.persons_with(cs, true));
-            let persons = match (by_concept, by_source) {
-                (Some(a), Some(b)) => a & b,
-                (Some(a), None) | (None, Some(a)) => a,
-                (None, None) => idx.any.clone(),
-            };
-            out |= persons;
+            match &c.persons {
+                Some(b) => out |= b.as_ref(),
+                None => out |= &self.cdm.concept_index(c.domain).any,
+            }
+        }
+        // Entry events lie in an observation period, and qualify only when the
+        // additional criteria can pass (entry events have unique ids).
+        out &= &self.cdm.concept_index(Domain::ObservationPeriod).any;
+        if let Some(b) = self
+            .plan
+            .additional
+            .as_ref()
+            .and_then(|g| g.necessary_persons(true))
+        {
+            out &= b;
         }
         out
     }
@@ -149,7 +152,12 @@ impl<'a> Evaluator<'a> {
     /// Evaluates every candidate person, in parallel. The result holds the
     /// persons with a qualified event, in person order.
     pub fn run(&self) -> Vec<(usize, PersonOutcome)> {
-        let candidates: Vec<u32> = self.candidates().iter().collect();
+        self.run_persons(self.candidates())
+    }
+
+    /// Evaluates the given persons (normally [`Evaluator::candidates`]), in parallel.
+    pub fn run_persons(&self, persons: RoaringBitmap) -> Vec<(usize, PersonOutcome)> {
+        let candidates: Vec<u32> = persons.iter().collect();
         candidates
             .par_iter()
             .map(|&p| (p as usize, self.person(p as usize)))
@@ -251,17 +259,22 @@ impl<'a> Evaluator<'a> {
         if cp.needs_person && !self.cdm.persons.in_person_table[p] {
             return out;
         }
+        if let Some(b) = &cp.persons
+            && !b.contains(p as u32)
+        {
+            return out;
+        }
         let t = self.cdm.table(cp.domain);
         let visits = self.cdm.table(Domain::VisitOccurrence);
         let mut seen_first = false;
         for r in t.rows(p) {
-            if let Some(cs) = &cp.codeset
-                && !contains(cs, t.concept.get(r))
+            if let Some(m) = &cp.concept_match
+                && !m.test(&t.concept, r)
             {
                 continue;
             }
-            if let Some(cs) = &cp.source_codeset
-                && !contains(cs, t.source.get(r))
+            if let Some(m) = &cp.source_match
+                && !m.test(&t.source, r)
             {
                 continue;
             }
@@ -271,7 +284,7 @@ impl<'a> Evaluator<'a> {
                 }
                 seen_first = true;
             }
-            let raw_start = t.start[r];
+            let raw_start = t.start.get(r);
             let raw_end = match cp.end_rule {
                 EndRule::Stored => t.end.get(r),
                 EndRule::StoredOrNextDay => {
@@ -346,12 +359,12 @@ impl<'a> Evaluator<'a> {
             let mut evs = Vec::new();
             for row in &out {
                 for o in ops.rows(p) {
-                    if le(ops.start[o], row.start) && ge(ops.end.get(o), row.start) {
+                    if le(ops.start.get(o), row.start) && ge(ops.end.get(o), row.start) {
                         evs.push(IndexEvent {
                             event_id: row.event_id,
                             start: row.start,
                             end: row.end,
-                            op_start: ops.start[o],
+                            op_start: ops.start.get(o),
                             op_end: ops.end.get(o),
                             visit: row.visit,
                         });
@@ -359,13 +372,14 @@ impl<'a> Evaluator<'a> {
                 }
             }
             let pass = self.group(g, p, &evs);
-            let ok: HashSet<i64> = evs
+            let mut ok: Vec<i64> = evs
                 .iter()
                 .zip(&pass)
                 .filter(|(_, ok)| **ok)
                 .map(|(e, _)| e.event_id)
                 .collect();
-            out.retain(|r| ok.contains(&r.event_id));
+            ok.sort_unstable();
+            out.retain(|r| ok.binary_search(&r.event_id).is_ok());
         }
         out
     }
@@ -489,8 +503,8 @@ impl<'a> Evaluator<'a> {
     ) -> Vec<bool> {
         let rows = self.criteria_rows(&c.criteria, p);
         let mut counts = vec![0i64; n];
-        let mut keys: Vec<HashSet<i64>> = if c.distinct.is_some() {
-            vec![HashSet::new(); n]
+        let mut keys: Vec<Vec<i64>> = if c.distinct.is_some() {
+            vec![Vec::new(); n]
         } else {
             Vec::new()
         };
@@ -534,14 +548,16 @@ impl<'a> Evaluator<'a> {
                             CountColumn::Visit => a.visit,
                         };
                         if key != NULL_ID {
-                            keys[gid[i]].insert(key);
+                            keys[gid[i]].push(key);
                         }
                     }
                 }
             }
         }
         if c.distinct.is_some() {
-            for (gi, k) in keys.iter().enumerate() {
+            for (gi, k) in keys.iter_mut().enumerate() {
+                k.sort_unstable();
+                k.dedup();
                 counts[gi] = k.len() as i64;
             }
         }
@@ -561,7 +577,7 @@ impl<'a> Evaluator<'a> {
         let mut cands: Vec<(CRow, Day, Day)> = Vec::new();
         for r in &rows {
             for o in ops.rows(p) {
-                let (os, oe) = (ops.start[o], ops.end.get(o));
+                let (os, oe) = (ops.start.get(o), ops.end.get(o));
                 if le(os, r.start)
                     && ge(oe, r.start)
                     && le(add_days(os, plan.prior_days), r.start)
@@ -695,10 +711,10 @@ impl<'a> Evaluator<'a> {
                 for r in t.rows(p) {
                     let end = drug_end(t, r, *days_supply);
                     if contains(drugs, t.concept.get(r)) {
-                        spans.push((t.start[r], end));
+                        spans.push((t.start.get(r), end));
                     }
                     if contains(drugs, t.source.get(r)) {
-                        spans.push((t.start[r], end));
+                        spans.push((t.start.get(r), end));
                     }
                 }
                 eras(spans, gap.saturating_add(*offset), *gap)
@@ -780,7 +796,7 @@ impl<'a> Evaluator<'a> {
 
 /// `coalesce(end, start + days_supply, start + 1)`, or `start + override`.
 fn drug_end(t: &EventTable, r: usize, days_supply_override: Option<i32>) -> Day {
-    let start = t.start[r];
+    let start = t.start.get(r);
     if let Some(o) = days_supply_override {
         return add_days(start, o);
     }

@@ -115,11 +115,17 @@ pub fn format_day(d: Day) -> String {
 
 /// Compiles and evaluates a definition.
 pub fn evaluate(cdm: &Cdm, expr: &CohortExpression) -> Result<CohortResult> {
+    let clock = std::time::Instant::now();
     let plan = CohortPlan::compile(expr, cdm)?;
+    tracing::debug!(
+        millis = clock.elapsed().as_secs_f64() * 1e3,
+        "cohort definition compiled"
+    );
     evaluate_plan(cdm, &plan)
 }
 
-/// Evaluates a compiled definition.
+/// Evaluates a definition compiled against this same `cdm` (the plan's concept
+/// matchers refer to the dictionaries of its columns).
 pub fn evaluate_plan(cdm: &Cdm, plan: &CohortPlan) -> Result<CohortResult> {
     if plan.rules.len() > 63 {
         return Err(CohortError::Unsupported(format!(
@@ -127,7 +133,23 @@ pub fn evaluate_plan(cdm: &Cdm, plan: &CohortPlan) -> Result<CohortResult> {
             plan.rules.len()
         )));
     }
-    let outcomes = eval::Evaluator::new(cdm, plan).run();
+    let clock = std::time::Instant::now();
+    let evaluator = eval::Evaluator::new(cdm, plan);
+    let candidates = evaluator.candidates();
+    let n_candidates = candidates.len();
+    tracing::debug!(
+        max = candidates.max(),
+        op_any = cdm.concept_index(cdm::Domain::ObservationPeriod).any.len(),
+        persons = cdm.person_count(),
+        "candidates"
+    );
+    let outcomes = evaluator.run_persons(candidates);
+    tracing::debug!(
+        candidates = n_candidates,
+        persons = outcomes.len(),
+        millis = clock.elapsed().as_secs_f64() * 1e3,
+        "persons evaluated"
+    );
     let (stats_by_event, stats_by_person) =
         InclusionStats::from_outcomes(&outcomes, plan.rules.len());
     let mut rows = Vec::new();

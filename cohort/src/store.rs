@@ -12,13 +12,12 @@
 //!
 //! Arrays are stored as a little-endian `u64` length followed by the raw
 //! little-endian values; columns keep their in-memory encoding (constant,
-//! 32-bit offsets from a per-block base, or plain), so that loading is a bulk
+//! dictionary, offsets from a per-block base, or plain), so that loading is a bulk
 //! read without re-encoding. The folder is written to `<dir>.tmp-<pid>` and renamed
 //! into place, so a reader never sees a half-written index.
 
 use crate::cdm::{
-    Cdm, ConceptIndex, Days, Domain, EventTable, Extra, ExtraColumn, ID_BLOCK, Ids, Nums, Persons,
-    Vocabulary,
+    Cdm, ConceptIndex, Days, Domain, EventTable, Extra, ExtraColumn, Ids, Nums, Persons, Vocabulary,
 };
 use crate::error::{CohortError, Result};
 use rayon::prelude::*;
@@ -28,7 +27,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Version of the on-disk format; an index of another version is rejected.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 const DOMAINS: &[(Domain, &str)] = &[
     (Domain::ConditionOccurrence, "condition_occurrence"),
@@ -132,14 +131,20 @@ impl Writer {
                 self.bytes(&[0])?;
                 self.u64(*v as u64)
             }
-            Ids::Blocked { base, delta } => {
+            Ids::Blocked { base, delta, wide } => {
                 self.bytes(&[1])?;
                 self.i64s(base)?;
-                self.u32s(delta)
+                self.u32s(delta)?;
+                self.i64s(wide)
             }
             Ids::Plain(v) => {
                 self.bytes(&[2])?;
                 self.i64s(v)
+            }
+            Ids::Dict { values, codes } => {
+                self.bytes(&[3])?;
+                self.i64s(values)?;
+                self.array(codes, u16::to_le_bytes)
             }
         }
     }
@@ -161,6 +166,11 @@ impl Writer {
             Days::Plain(v) => {
                 self.bytes(&[1])?;
                 self.i32s(v)
+            }
+            Days::Blocked { base, delta } => {
+                self.bytes(&[2])?;
+                self.i32s(base)?;
+                self.array(delta, u16::to_le_bytes)
             }
         }
     }
@@ -265,12 +275,15 @@ impl Reader {
             1 => {
                 let base = self.i64s()?;
                 let delta = self.u32s()?;
-                if base.len() != delta.len().div_ceil(ID_BLOCK) {
-                    return Err(bad(&self.path, "block bases do not match the column"));
-                }
-                Ok(Ids::Blocked { base, delta })
+                let wide = self.i64s()?;
+                Ok(Ids::Blocked { base, delta, wide })
             }
             2 => Ok(Ids::Plain(self.i64s()?)),
+            3 => {
+                let values = self.i64s()?;
+                let codes = self.array(u16::from_le_bytes)?;
+                Ok(Ids::Dict { values, codes })
+            }
             t => Err(bad(&self.path, format!("unknown id column encoding {t}"))),
         }
     }
@@ -288,6 +301,11 @@ impl Reader {
         match self.u8()? {
             0 => Ok(Days::Null),
             1 => Ok(Days::Plain(self.i32s()?)),
+            2 => {
+                let base = self.i32s()?;
+                let delta = self.array(u16::from_le_bytes)?;
+                Ok(Days::Blocked { base, delta })
+            }
             t => Err(bad(&self.path, format!("unknown date column encoding {t}"))),
         }
     }
@@ -379,7 +397,7 @@ pub fn save(cdm: &Cdm, dir: &Path) -> Result<()> {
         let t = cdm.table(*domain);
         let mut w = Writer::create(tmp.join(format!("{name}.bin")))?;
         w.u32s(&t.offsets)?;
-        w.i32s(&t.start)?;
+        w.days(&t.start)?;
         w.ids(&t.id)?;
         w.days(&t.end)?;
         w.ids(&t.concept)?;
@@ -518,11 +536,11 @@ pub fn load(dir: &Path) -> Result<Cdm> {
             Ok((*domain, t, idx))
         })
         .collect::<Result<_>>()?;
-    let mut tables = HashMap::new();
-    let mut index = HashMap::new();
+    let mut tables = vec![EventTable::default(); Domain::COUNT];
+    let mut index = vec![ConceptIndex::default(); Domain::COUNT];
     for (domain, t, idx) in loaded {
-        tables.insert(domain, t);
-        index.insert(domain, idx);
+        tables[domain as usize] = t;
+        index[domain as usize] = idx;
     }
     Ok(Cdm {
         dir: source,
@@ -539,7 +557,7 @@ fn load_table(dir: &Path, name: &str, n: usize) -> Result<(EventTable, ConceptIn
     let mut r = Reader::open(dir.join(format!("{name}.bin")))?;
     let mut t = EventTable {
         offsets: r.u32s()?,
-        start: r.i32s()?,
+        start: r.days()?,
         id: r.ids()?,
         end: r.days()?,
         concept: r.ids()?,
@@ -565,15 +583,14 @@ fn load_table(dir: &Path, name: &str, n: usize) -> Result<(EventTable, ConceptIn
         t.extras.insert(extra, col);
     }
     r.done()?;
-    let rows = t.start.len();
-    let ids_ok = |c: &Ids| c.stored_len().is_none_or(|l| l == rows);
+    let rows = t.len();
+    let ids_ok = |c: &Ids| c.stored_len().is_none_or(|l| l == rows) && c.is_consistent();
+    let days_ok = |c: &Days| c.stored_len().is_none_or(|l| l == rows) && c.is_consistent();
     let lengths_ok = t.offsets.len() == n + 1
         && t.offsets.last().is_some_and(|&o| o as usize == rows)
         && t.offsets.windows(2).all(|w| w[0] <= w[1])
-        && match &t.end {
-            Days::Null => true,
-            Days::Plain(v) => v.len() == rows,
-        }
+        && days_ok(&t.start)
+        && days_ok(&t.end)
         && [
             &t.id,
             &t.concept,
