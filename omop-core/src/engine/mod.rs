@@ -12,6 +12,7 @@
 //!    next to the output and swap it into place only when all of it succeeded.
 
 mod derive;
+mod keymap;
 mod output;
 pub mod report;
 mod rule;
@@ -163,6 +164,7 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
         report: Vec::new(),
         tables: BTreeMap::new(),
         derived_inputs: HashMap::new(),
+        period_spans: Vec::new(),
         writers: BTreeMap::new(),
         chunk_rows: opts.chunk_rows.unwrap_or(DEFAULT_CHUNK_ROWS) as u64,
     };
@@ -179,8 +181,8 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
             .map(|(i, r)| (i as u32, r))
             .collect();
         let mut frames = Vec::new();
-        for (idx, rule) in rules {
-            frames.extend(run.rule(idx, rule, true)?);
+        for (idx, _) in rules {
+            frames.extend(run.rules(&[idx], true)?.into_iter().flatten());
         }
         let spec = table_spec(table)?;
         run.finish_table(spec, frames, true)?;
@@ -188,14 +190,16 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
     }
     // Event rules stream their rows into the table files as they finish, so memory holds
     // one rule's output at a time, not the whole CDM.
+    // Rules reading the same source share one pass over it (in the order of their first rule).
     let t = Instant::now();
-    for idx in other_rules {
-        let rule = &pack.rules[idx as usize];
-        run.rule(idx, rule, false)?;
+    for group in source_groups(&pack, &other_rules) {
+        run.rules(&group, false)?;
     }
     run.close_writers()?;
     stage("event rules", t);
 
+    // Look-ups into keyed tables are done; their memory goes to the derived tables.
+    run.keymaps.clear();
     let t = Instant::now();
     run.derive()?;
     stage("derived tables", t);
@@ -282,6 +286,28 @@ fn rule_ref_columns(rule: &Rule) -> BTreeSet<(String, String)> {
     out
 }
 
+/// `rules` grouped by source, in the order of each source's first rule; a rule that
+/// deduplicates reads its source on its own.
+fn source_groups(pack: &Pack, rules: &[u32]) -> Vec<Vec<u32>> {
+    let mut groups: Vec<Vec<u32>> = Vec::new();
+    let mut by_source: HashMap<&str, usize> = HashMap::new();
+    for &idx in rules {
+        let rule = &pack.rules[idx as usize];
+        if rule.deduplicate.is_some() {
+            groups.push(vec![idx]);
+            continue;
+        }
+        match by_source.get(rule.source.as_str()) {
+            Some(&g) => groups[g].push(idx),
+            None => {
+                by_source.insert(rule.source.as_str(), groups.len());
+                groups.push(vec![idx]);
+            }
+        }
+    }
+    groups
+}
+
 /// The keyed tables in dependency order, and the indexes of the other rules.
 fn plan(pack: &Pack) -> Result<(Vec<String>, Vec<u32>), EtlError> {
     let keyed: BTreeSet<String> = pack
@@ -328,17 +354,35 @@ fn plan(pack: &Pack) -> Result<(Vec<String>, Vec<u32>), EtlError> {
     Ok((order, others))
 }
 
+/// What one rule has done so far in a pass over its source.
+#[derive(Default)]
+struct RuleState {
+    read: u64,
+    written: u64,
+    rejected_by_reason: BTreeMap<String, u64>,
+    filtered_by_reason: BTreeMap<String, u64>,
+    rejected: Vec<DataFrame>,
+    stats: Vec<DataFrame>,
+    keyed_rows: Vec<DataFrame>,
+    /// Event rows kept until the pass ends (another rule of the pass streams their table).
+    held: Vec<(&'static TableSpec, DataFrame)>,
+    seconds: f64,
+}
+
 /// The state of one run.
 struct Run<'a> {
     pack: &'a Pack,
     vocab: &'a VocabTables,
     sources: &'a BTreeMap<String, SourceTable>,
     staging: &'a output::Staging,
-    keymaps: HashMap<String, DataFrame>,
+    keymaps: HashMap<String, std::sync::Arc<keymap::KeyMap>>,
     report: Vec<SourceReport>,
     tables: BTreeMap<String, u64>,
-    /// Narrow projections of written tables that derived tables need.
+    /// Narrow projections of written tables that the eras need.
     derived_inputs: HashMap<&'static str, Vec<DataFrame>>,
+    /// Per batch of rows of the tables observation periods come from: each person's earliest
+    /// start and latest end.
+    period_spans: Vec<DataFrame>,
     /// Open Parquet writers of event tables.
     writers: BTreeMap<&'static str, output::TableWriter>,
     /// Source rows per chunk.
@@ -346,122 +390,222 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Runs a rule over its source in chunks of at most `chunk_rows` rows, so memory holds one
-    /// chunk's rows at a time. Event rows go straight to the table files; rows of keyed tables
-    /// are returned (their ids need every row).
-    fn rule(&mut self, idx: u32, rule: &Rule, keyed: bool) -> Result<Vec<DataFrame>, EtlError> {
-        let source = &self.sources[&rule.source];
-        let t = Instant::now();
-        // Counting rows parses the file, so it is done only when a `where` may drop rows
-        // before they are counted; otherwise every row read is counted as it is processed.
-        let total = if rule.filter.is_some() {
-            Some(source.count_rows()?)
-        } else {
-            None
+    /// Runs rules that read the same source over one pass of it, in chunks of at most
+    /// `chunk_rows` rows, so memory holds one chunk's rows at a time. Event rows go straight to
+    /// the table files: each table's rows come from the first rule of `group` writing it, and
+    /// any later rule of `group` writing the same table keeps its rows until the pass ends, so
+    /// ids still follow rule, then source row, order. Rows of keyed tables are returned per rule
+    /// (their ids need every row). A rule that deduplicates needs all its rows at once and runs
+    /// alone over the whole file.
+    fn rules(&mut self, group: &[u32], keyed: bool) -> Result<Vec<Vec<DataFrame>>, EtlError> {
+        let pack = self.pack;
+        let rules: Vec<&Rule> = group.iter().map(|&i| &pack.rules[i as usize]).collect();
+        let Some(first) = rules.first() else {
+            return Ok(Vec::new());
         };
-        // Deduplication needs every row of the rule at once.
-        let chunk = if rule.deduplicate.is_some() {
-            u64::MAX
-        } else {
-            self.chunk_rows.max(1)
+        let source = &self.sources[&first.source];
+        let mut states: Vec<RuleState> = rules.iter().map(|_| RuleState::default()).collect();
+        // The first rule of the group that writes a table streams it.
+        let mut streams: BTreeMap<String, usize> = BTreeMap::new();
+        for (k, rule) in rules.iter().enumerate() {
+            for t in mapping::lint::rule_tables(rule) {
+                streams.entry(t.to_string()).or_insert(k);
+            }
+        }
+        let whole = rules.iter().any(|r| r.deduplicate.is_some());
+        let chunk = self.chunk_rows.max(1) as usize;
+        let process = |run: &mut Self,
+                       states: &mut [RuleState],
+                       input: DataFrame,
+                       height: u64|
+         -> Result<(), EtlError> {
+            for (k, rule) in rules.iter().enumerate() {
+                let t = Instant::now();
+                let idx = group[k];
+                let result = rule::run_rule(
+                    idx,
+                    rule,
+                    source,
+                    run.vocab,
+                    &run.keymaps,
+                    input.clone().lazy(),
+                )?;
+                let st = &mut states[k];
+                let r: u64 = result.rejected_by_reason.values().sum();
+                let f: u64 = result.filtered_by_reason.values().sum();
+                if result.read != result.written + r + f || result.read > height {
+                    return Err(EtlError::Rule {
+                        rule: rule.id.clone(),
+                        message: format!(
+                            "internal accounting error: {height} rows in, read {} != written {} + rejected {r} + filtered {f}",
+                            result.read, result.written
+                        ),
+                    });
+                }
+                // Rows a leading `where` dropped before the rule counted them.
+                if let Some(reason) = result.early_filter
+                    && height > result.read
+                {
+                    *st.filtered_by_reason.entry(reason).or_insert(0) += height - result.read;
+                }
+                st.read += height;
+                st.written += result.written;
+                for (reason, n) in result.rejected_by_reason {
+                    *st.rejected_by_reason.entry(reason).or_insert(0) += n;
+                }
+                for (reason, n) in result.filtered_by_reason {
+                    *st.filtered_by_reason.entry(reason).or_insert(0) += n;
+                }
+                st.stats.extend(result.code_stats);
+                if result.rejected.height() > 0 {
+                    st.rejected.push(result.rejected);
+                }
+                for (spec, frame) in result.outputs {
+                    if keyed {
+                        st.keyed_rows.push(frame);
+                    } else if streams.get(spec.name) == Some(&k) {
+                        run.append_events(spec, frame)?;
+                    } else {
+                        st.held.push((spec, frame));
+                    }
+                }
+                st.seconds += t.elapsed().as_secs_f64();
+            }
+            Ok(())
         };
-        let mut keyed_rows = Vec::new();
-        let mut rejected = Vec::new();
-        let mut stats = Vec::new();
-        let (mut read, mut written) = (0u64, 0u64);
-        let mut rejected_by_reason: BTreeMap<String, u64> = BTreeMap::new();
-        let mut filtered_by_reason: BTreeMap<String, u64> = BTreeMap::new();
-        let mut early_filter: Option<String>;
-        let mut offset = 0u64;
-        loop {
-            let slice = (chunk != u64::MAX).then_some((offset, chunk));
-            let result = rule::run_rule(idx, rule, source, self.vocab, &self.keymaps, slice)?;
-            let r: u64 = result.rejected_by_reason.values().sum();
-            let f: u64 = result.filtered_by_reason.values().sum();
-            if result.read != result.written + r + f {
+        if whole {
+            // All rows at once; a leading `where` is applied while reading, so only the rows
+            // it keeps are held (the rule applies it again and counts the others as filtered).
+            let t = Instant::now();
+            let keep = rule::leading_filter(first, source);
+            let mut reader = source.chunks()?;
+            let mut parts = Vec::new();
+            let mut height = 0usize;
+            while let Some(df) = reader.next_chunk()? {
+                height += df.height();
+                parts.push(match &keep {
+                    Some((f, _)) => df
+                        .lazy()
+                        .filter(f.clone())
+                        .collect()
+                        .map_err(|e| polars_err(&first.id, e))?,
+                    None => df,
+                });
+            }
+            let mut kept = match parts.split_first() {
+                Some((head, tail)) => {
+                    let mut all = head.clone();
+                    for p in tail {
+                        all.vstack_mut(p).map_err(|e| polars_err(&first.id, e))?;
+                    }
+                    all
+                }
+                None => DataFrame::empty(),
+            };
+            drop(parts);
+            let read_seconds = t.elapsed().as_secs_f64();
+            if kept.width() == 0 {
+                kept = source
+                    .scan()?
+                    .limit(0)
+                    .collect()
+                    .map_err(|e| polars_err(&first.id, e))?;
+            }
+            process(self, &mut states, kept, height as u64)?;
+            states[0].seconds += read_seconds;
+        } else {
+            // A reader thread parses the next chunk while the rules work on this one.
+            let mut reader = source.chunks()?;
+            std::thread::scope(|scope| -> Result<(), EtlError> {
+                let (tx, rx) =
+                    std::sync::mpsc::sync_channel::<Result<(DataFrame, f64), EtlError>>(1);
+                scope.spawn(move || {
+                    loop {
+                        let t = Instant::now();
+                        let next = reader
+                            .next_chunk()
+                            .map(|c| c.map(|df| (df, t.elapsed().as_secs_f64())))
+                            .transpose();
+                        let Some(next) = next else {
+                            break;
+                        };
+                        let failed = next.is_err();
+                        // The receiver is gone when a rule failed: stop reading.
+                        if tx.send(next).is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+                for next in rx {
+                    let (df, seconds) = next?;
+                    // Parsing is shared by the group; its time is split evenly.
+                    let share = seconds / states.len() as f64;
+                    states.iter_mut().for_each(|s| s.seconds += share);
+                    // (An empty file gives one empty chunk, which is processed too.)
+                    let mut offset = 0;
+                    loop {
+                        let part = df.slice(offset as i64, chunk);
+                        let h = part.height() as u64;
+                        process(self, &mut states, part, h)?;
+                        offset += chunk;
+                        if offset >= df.height() {
+                            break;
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
+
+        let mut keyed_out = Vec::with_capacity(rules.len());
+        for (k, (rule, st)) in rules.iter().zip(states).enumerate() {
+            for (spec, frame) in st.held {
+                self.append_events(spec, frame)?;
+            }
+            let rejected_rows: u64 = st.rejected_by_reason.values().sum();
+            let filtered_rows: u64 = st.filtered_by_reason.values().sum();
+            if st.read != st.written + rejected_rows + filtered_rows {
                 return Err(EtlError::Rule {
                     rule: rule.id.clone(),
                     message: format!(
-                        "internal accounting error: read {} != written {} + rejected {r} + filtered {f}",
-                        result.read, result.written
+                        "internal accounting error: read {} != written {} + rejected {rejected_rows} + filtered {filtered_rows}",
+                        st.read, st.written
                     ),
                 });
             }
-            let chunk_read = result.read;
-            read += result.read;
-            written += result.written;
-            for (k, v) in result.rejected_by_reason {
-                *rejected_by_reason.entry(k).or_insert(0) += v;
+            if !st.rejected.is_empty() {
+                let all = concat(
+                    st.rejected
+                        .into_iter()
+                        .map(|d| d.lazy())
+                        .collect::<Vec<_>>(),
+                    UnionArgs::default(),
+                )
+                .and_then(|l| l.collect())
+                .map_err(|e| polars_err("quarantine", e))?;
+                output::write_quarantine(self.staging, rule, source, &all)?;
             }
-            for (k, v) in result.filtered_by_reason {
-                *filtered_by_reason.entry(k).or_insert(0) += v;
-            }
-            early_filter = result.early_filter;
-            stats.extend(result.code_stats);
-            if result.rejected.height() > 0 {
-                rejected.push(result.rejected);
-            }
-            for (spec, frame) in result.outputs {
-                if keyed {
-                    keyed_rows.push(frame);
-                } else {
-                    self.append_events(spec, frame)?;
-                }
-            }
-            offset = offset.saturating_add(chunk);
-            let done = match total {
-                Some(t) => offset >= t,
-                None => chunk_read < chunk,
+            let coverage = match &rule.concept {
+                Some(c) if !st.stats.is_empty() => Some(rule::coverage(st.stats, c)?),
+                _ => None,
             };
-            if slice.is_none() || done {
-                break;
-            }
-        }
-        if let (Some(reason), Some(total)) = (early_filter, total) {
-            let dropped = total.saturating_sub(read);
-            if dropped > 0 {
-                filtered_by_reason.insert(reason, dropped);
-            }
-            read = total;
-        }
-        let rejected_rows: u64 = rejected_by_reason.values().sum();
-        let filtered_rows: u64 = filtered_by_reason.values().sum();
-        if total.is_some_and(|t| t != read) {
-            return Err(EtlError::Rule {
+            tracing::debug!(rule = %rule.id, group = k, seconds = st.seconds, "rule done");
+            self.report.push(SourceReport {
                 rule: rule.id.clone(),
-                message: format!(
-                    "internal accounting error: {} rows in the file, {read} read",
-                    total.unwrap_or(0)
-                ),
+                source: rule.source.clone(),
+                file: source.file.clone(),
+                rows_read: st.read,
+                rows_written: st.written,
+                rows_rejected: rejected_rows,
+                rows_filtered: filtered_rows,
+                rejected_by_reason: st.rejected_by_reason,
+                filtered_by_reason: st.filtered_by_reason,
+                coverage,
+                seconds: st.seconds,
             });
+            keyed_out.push(st.keyed_rows);
         }
-        if !rejected.is_empty() {
-            let all = concat(
-                rejected.into_iter().map(|d| d.lazy()).collect::<Vec<_>>(),
-                UnionArgs::default(),
-            )
-            .and_then(|l| l.collect())
-            .map_err(|e| polars_err("quarantine", e))?;
-            output::write_quarantine(self.staging, rule, source, &all)?;
-        }
-        let coverage = match &rule.concept {
-            Some(c) if !stats.is_empty() => Some(rule::coverage(stats, c)?),
-            _ => None,
-        };
-        self.report.push(SourceReport {
-            rule: rule.id.clone(),
-            source: rule.source.clone(),
-            file: source.file.clone(),
-            rows_read: read,
-            rows_written: written,
-            rows_rejected: rejected_rows,
-            rows_filtered: filtered_rows,
-            rejected_by_reason,
-            filtered_by_reason,
-            coverage,
-            seconds: t.elapsed().as_secs_f64(),
-        });
-        Ok(keyed_rows)
+        Ok(keyed_out)
     }
 
     /// Event rows of one rule: ids continue the table's sequence in rule order, then source
@@ -582,11 +726,15 @@ impl Run<'_> {
                     keep.push(col(c.as_str()));
                 }
             }
-            let map = df.clone().lazy().select(keep).collect();
-            self.keymaps.insert(
-                spec.name.to_string(),
-                map.map_err(|e| polars_err(&stage, e))?,
-            );
+            let map = df
+                .clone()
+                .lazy()
+                .select(keep)
+                .collect()
+                .and_then(keymap::KeyMap::new)
+                .map_err(|e| polars_err(&stage, e))?;
+            self.keymaps
+                .insert(spec.name.to_string(), std::sync::Arc::new(map));
         }
         self.write_table(spec, df)
     }
@@ -642,16 +790,31 @@ impl Run<'_> {
         if spec.name == "drug_exposure" {
             sel.push(col("days_supply"));
         }
-        let narrow = table
-            .clone()
-            .lazy()
-            .select(sel)
-            .collect()
-            .map_err(|e| polars_err("derived inputs", e))?;
-        self.derived_inputs
-            .entry(spec.name)
-            .or_default()
-            .push(narrow);
+        let narrow = table.clone().lazy().select(sel);
+        if wanted_for_period {
+            // Observation periods only need each person's earliest start and latest end, so
+            // each batch is reduced to one row per person right away.
+            let spans = narrow
+                .clone()
+                .filter(col("start").is_not_null())
+                .group_by([col("person_id")])
+                .agg([
+                    col("start").min(),
+                    coalesce(&[col("end"), col("start")]).max().alias("end"),
+                ])
+                .collect()
+                .map_err(|e| polars_err("derived inputs", e))?;
+            self.period_spans.push(spans);
+        }
+        if wanted_for_era {
+            let narrow = narrow
+                .collect()
+                .map_err(|e| polars_err("derived inputs", e))?;
+            self.derived_inputs
+                .entry(spec.name)
+                .or_default()
+                .push(narrow);
+        }
         Ok(())
     }
 
@@ -667,11 +830,9 @@ impl Run<'_> {
 
     fn derive(&mut self) -> Result<(), EtlError> {
         if let Some(p) = &self.pack.observation_period {
-            let spans: Vec<LazyFrame> = p
-                .from
-                .iter()
-                .filter_map(|t| self.derived_input(t))
-                .map(|lf| lf.select([col("person_id"), col("start"), col("end")]))
+            let spans: Vec<LazyFrame> = std::mem::take(&mut self.period_spans)
+                .into_iter()
+                .map(|df| df.lazy())
                 .collect();
             if !spans.is_empty() {
                 let df = derive::observation_period(spans, p.period_type_concept_id)?;

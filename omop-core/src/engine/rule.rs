@@ -64,38 +64,41 @@ pub struct Coverage {
     pub top_unmapped: Vec<(String, u64)>,
 }
 
-/// Runs `rule` (index `rule_idx` in the pack) over `source`.
+/// The rule's `where` as a filter over plain source columns, with its reason, when it needs no
+/// look-up or conversion check (it then runs before everything else).
+pub fn leading_filter(rule: &Rule, source: &SourceTable) -> Option<(Expr, String)> {
+    let w = rule.filter.as_ref()?;
+    let columns: BTreeSet<String> = source.columns.iter().cloned().collect();
+    let mut comp = Compiler::new(&columns, "__w");
+    let f = compile_text(&mut comp, w).ok()?;
+    (comp.joins.is_empty() && comp.checks.is_empty())
+        .then(|| (f.fill_null(lit(false)), format!("where: {w}")))
+}
+
+/// Runs `rule` (index `rule_idx` in the pack) over `input`: rows of `source` with its declared
+/// columns and [`ROW`] (a chunk, or the whole file).
 pub fn run_rule(
     rule_idx: u32,
     rule: &Rule,
     source: &SourceTable,
     vocab: &VocabTables,
-    keymaps: &HashMap<String, DataFrame>,
-    slice: Option<(u64, u64)>,
+    keymaps: &HashMap<String, std::sync::Arc<super::keymap::KeyMap>>,
+    input: LazyFrame,
 ) -> Result<RuleResult, EtlError> {
     let ctx = |m: String| EtlError::Rule {
         rule: rule.id.clone(),
         message: m,
     };
-    let mut lf = match slice {
-        Some((offset, len)) => source.scan_slice(offset, len)?,
-        None => source.scan()?,
-    };
+    let mut lf = input;
     let mut columns: BTreeSet<String> = source.columns.iter().cloned().collect();
     let mut drop_reasons: Vec<(Expr, String)> = Vec::new();
 
     // A `where` over plain source columns runs first, so rows it drops cost nothing later;
     // they are counted from the file's row count.
     let mut early_filter: Option<String> = None;
-    if let Some(w) = &rule.filter {
-        let mut comp = Compiler::new(&columns, "__w");
-        if let Ok(f) = compile_text(&mut comp, w)
-            && comp.joins.is_empty()
-            && comp.checks.is_empty()
-        {
-            lf = lf.filter(f.fill_null(lit(false)));
-            early_filter = Some(format!("where: {w}"));
-        }
+    if let Some((f, reason)) = leading_filter(rule, source) {
+        lf = lf.filter(f);
+        early_filter = Some(reason);
     }
 
     // 1. Code look-up, routing and the unmapped policy.
@@ -305,29 +308,47 @@ pub fn run_rule(
         let right = match &j.kind {
             JoinKind::Ref { table, .. } => {
                 let map = keymaps.get(table).ok_or_else(|| ctx(format!("ref({table}, ...): {table} has no keyed rows yet (is a rule of {table} missing a `key`?)")))?;
-                // Every look-up into the same table with the same key shares this one join.
-                let mut wanted = vec![col("key").alias("__rk")];
+                // The key's row in the key map, then every column read through the same key.
+                let rows = format!("__ri{n}");
+                let index = map.clone();
+                lf = lf.with_column(
+                    col(k.as_str())
+                        .cast(DataType::String)
+                        .map(
+                            move |c: Column| {
+                                let found = index.rows(c.str()?);
+                                Ok(found.with_name(c.name().clone()).into_column())
+                            },
+                            |_, f: &Field| Ok(Field::new(f.name().clone(), IDX_DTYPE)),
+                        )
+                        .alias(rows.as_str()),
+                );
                 for (m, other) in comp.joins.iter().enumerate().skip(n) {
                     if let JoinKind::Ref { column, .. } = &other.kind
                         && other.key_id == j.key_id
                     {
                         let c = column.as_deref().unwrap_or("id");
-                        if map.column(c).is_err() {
+                        let Ok(values) = map.frame.column(c) else {
                             return Err(ctx(format!(
                                 "ref({table}, ..., '{c}'): {table} has no column `{c}`"
                             )));
-                        }
-                        wanted.push(col(c).alias(other.output.as_str()));
+                        };
+                        let values = values.clone();
+                        let dtype = values.dtype().clone();
+                        lf = lf.with_column(
+                            col(rows.as_str())
+                                .map(
+                                    move |r: Column| values.take(r.idx()?),
+                                    move |_, f: &Field| {
+                                        Ok(Field::new(f.name().clone(), dtype.clone()))
+                                    },
+                                )
+                                .alias(other.output.as_str()),
+                        );
                         done[m] = true;
                     }
                 }
-                lf = lf.join(
-                    map.clone().lazy().select(wanted),
-                    [col(k.as_str())],
-                    [col("__rk")],
-                    JoinArgs::new(JoinType::Left),
-                );
-                lf = lf.drop(cols([k.as_str()]));
+                lf = lf.drop(cols([k.as_str(), rows.as_str()]));
                 continue;
             }
             JoinKind::SourceConcept => vocab.codes.clone().lazy().select([

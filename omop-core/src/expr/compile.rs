@@ -571,12 +571,30 @@ fn date_days(b: &[u8]) -> Option<i32> {
     {
         return None;
     }
-    let date = chrono::NaiveDate::from_ymd_opt(
-        digits(&b[0..4])? as i32,
-        digits(&b[5..7])?,
-        digits(&b[8..10])?,
-    )?;
-    Some((date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days() as i32)
+    let (y, m, d) = (
+        digits(&b[0..4])? as i64,
+        digits(&b[5..7])? as i64,
+        digits(&b[8..10])? as i64,
+    );
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if d < 1 || d > month_days {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil (proleptic Gregorian calendar).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146_097 + doe - 719_468) as i32)
 }
 
 /// Microseconds since 1970-01-01T00:00:00 (no time zone shift: `Z` is read as wall-clock UTC).
@@ -609,6 +627,7 @@ fn datetime_micros(b: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Datelike;
 
     #[test]
     fn dates_and_timestamps_parse_strictly() {
@@ -623,5 +642,33 @@ mod tests {
         assert_eq!(datetime_micros(b"1970-01-02"), Some(86_400_000_000));
         assert_eq!(datetime_micros(b"1970-01-01T25:00:00Z"), None);
         assert_eq!(datetime_micros(b"1970-01-01T10:00"), None);
+    }
+
+    /// The hand-written calendar arithmetic agrees with chrono on every day of years 0–9999,
+    /// and rejects every day that chrono rejects.
+    #[test]
+    fn date_arithmetic_matches_chrono() {
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        let first = chrono::NaiveDate::from_ymd_opt(0, 1, 1).unwrap();
+        let mut d = first;
+        while d.year_ce().1 <= 9999 && d.format("%Y").to_string().len() == 4 {
+            let text = d.format("%Y-%m-%d").to_string();
+            assert_eq!(
+                date_days(text.as_bytes()),
+                Some((d - epoch).num_days() as i32),
+                "{text}"
+            );
+            d = d.succ_opt().unwrap();
+        }
+        for y in [1900, 2000, 2023, 2024] {
+            for m in 0..=13u32 {
+                for day in [0u32, 28, 29, 30, 31, 32] {
+                    let text = format!("{y:04}-{m:02}-{day:02}");
+                    let expected = chrono::NaiveDate::from_ymd_opt(y, m, day)
+                        .map(|x| (x - epoch).num_days() as i32);
+                    assert_eq!(date_days(text.as_bytes()), expected, "{text}");
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,78 @@
+//! Look-ups of source keys in a keyed table, for `ref(table, key[, column])`.
+//!
+//! A keyed table (person, visit_occurrence, ...) keeps a key map: its source keys with the
+//! CDM id and the columns other rules read. Every chunk of every rule that refers to it looks
+//! keys up in the same map, so the hash table is built once per run instead of once per join.
+
+use polars::prelude::*;
+use std::hash::BuildHasher;
+
+type Hasher = foldhash::fast::FixedState;
+
+/// A keyed table's key map with a hash index over its `key` column.
+pub struct KeyMap {
+    /// `key`, `id` and the columns read by `ref()`.
+    pub frame: DataFrame,
+    keys: StringChunked,
+    index: hashbrown::HashTable<IdxSize>,
+    hasher: Hasher,
+}
+
+impl KeyMap {
+    /// Indexes `frame`, whose `key` column holds unique text keys.
+    pub fn new(frame: DataFrame) -> PolarsResult<Self> {
+        let keys = frame.column("key")?.str()?.rechunk().into_owned();
+        let hasher = Hasher::with_seed(0x6f6d_6f70);
+        let mut index = hashbrown::HashTable::with_capacity(keys.len());
+        for (row, key) in keys.iter().enumerate() {
+            let Some(key) = key else { continue };
+            let h = hasher.hash_one(key);
+            if index
+                .find(h, |&r: &IdxSize| keys.get(r as usize) == Some(key))
+                .is_none()
+            {
+                index.insert_unique(h, row as IdxSize, |&r| {
+                    hasher.hash_one(keys.get(r as usize).unwrap_or_default())
+                });
+            }
+        }
+        Ok(Self {
+            frame,
+            keys,
+            index,
+            hasher,
+        })
+    }
+
+    /// The row of each key (null when absent or null).
+    pub fn rows(&self, keys: &StringChunked) -> IdxCa {
+        keys.iter()
+            .map(|key| {
+                let key = key?;
+                self.index
+                    .find(self.hasher.hash_one(key), |&r| {
+                        self.keys.get(r as usize) == Some(key)
+                    })
+                    .copied()
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_find_their_rows() {
+        let frame = df!(
+            "key" => ["a", "bb", "c"],
+            "id" => [10i64, 20, 30],
+        )
+        .unwrap();
+        let map = KeyMap::new(frame).unwrap();
+        let probe = StringChunked::new("k".into(), [Some("c"), None, Some("zz"), Some("a")]);
+        let rows: Vec<Option<IdxSize>> = map.rows(&probe).iter().collect();
+        assert_eq!(rows, vec![Some(2), None, None, Some(0)]);
+    }
+}
