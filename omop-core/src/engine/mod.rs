@@ -673,15 +673,28 @@ impl Run<'_> {
         keyed: bool,
     ) -> Result<(), EtlError> {
         let stage = format!("table {}", spec.name);
-        let frames: Vec<LazyFrame> = frames.into_iter().map(|f| f.lazy()).collect();
-        let mut lf = concat(
-            frames,
-            UnionArgs {
-                diagonal: true,
-                ..Default::default()
-            },
-        )
-        .map_err(|e| polars_err(&stage, e))?;
+        // Frames of the same layout are stacked as chunks without copying (a lazy concat
+        // would hold the frames, their concatenation and the sorted copy at once).
+        let same_layout = frames.windows(2).all(|w| w[0].schema() == w[1].schema());
+        let mut lf = if same_layout && !frames.is_empty() {
+            let mut parts = frames.into_iter();
+            let mut all = parts.next().unwrap_or_default();
+            for part in parts {
+                all.vstack_mut_owned(part)
+                    .map_err(|e| polars_err(&stage, e))?;
+            }
+            all.lazy()
+        } else {
+            let frames: Vec<LazyFrame> = frames.into_iter().map(|f| f.lazy()).collect();
+            concat(
+                frames,
+                UnionArgs {
+                    diagonal: true,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| polars_err(&stage, e))?
+        };
         let mut order: Vec<Expr> = Vec::new();
         if keyed {
             order.push(col(KEY));

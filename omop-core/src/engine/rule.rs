@@ -64,6 +64,48 @@ pub struct Coverage {
     pub top_unmapped: Vec<(String, u64)>,
 }
 
+/// Drop and reject reasons of one rule, as codes.
+#[derive(Default)]
+struct Reasons(Vec<String>);
+
+impl Reasons {
+    /// No reason (the row is kept).
+    fn none() -> Expr {
+        lit(NULL).cast(DataType::UInt32)
+    }
+
+    /// The code of `reason`, as a literal.
+    fn code(&mut self, reason: impl Into<String>) -> Expr {
+        let reason = reason.into();
+        let code = match self.0.iter().position(|r| *r == reason) {
+            Some(i) => i,
+            None => {
+                self.0.push(reason);
+                self.0.len() - 1
+            }
+        };
+        lit(code as u32).cast(DataType::UInt32)
+    }
+
+    /// The text of a code.
+    fn text(&self, code: u32) -> String {
+        self.0.get(code as usize).cloned().unwrap_or_default()
+    }
+
+    /// `df` with the codes of `column` replaced by their text.
+    fn to_text(&self, df: DataFrame, column: &str) -> PolarsResult<DataFrame> {
+        let codes = df.column(column)?.cast(&DataType::UInt32)?;
+        let text: StringChunked = codes
+            .u32()?
+            .iter()
+            .map(|c| c.map(|c| self.text(c)))
+            .collect();
+        let mut df = df;
+        df.with_column(text.with_name(column.into()).into_column())?;
+        Ok(df)
+    }
+}
+
 /// The rule's `where` as a filter over plain source columns, with its reason, when it needs no
 /// look-up or conversion check (it then runs before everything else).
 pub fn leading_filter(rule: &Rule, source: &SourceTable) -> Option<(Expr, String)> {
@@ -92,6 +134,9 @@ pub fn run_rule(
     let mut lf = input;
     let mut columns: BTreeSet<String> = source.columns.iter().cloned().collect();
     let mut drop_reasons: Vec<(Expr, String)> = Vec::new();
+    // Reasons travel through the plan as small integer codes (cheap to carry per row) and
+    // become text only for the rows and counts that are reported.
+    let mut reasons = Reasons::default();
 
     // A `where` over plain source columns runs first, so rows it drops cost nothing later;
     // they are counted from the file's row count.
@@ -390,9 +435,9 @@ pub fn run_rule(
     if let Some((f, text)) = filter {
         drop_reasons.push((f.fill_null(lit(false)).not(), format!("where: {text}")));
     }
-    let mut drop = lit(NULL).cast(DataType::String);
+    let mut drop = Reasons::none();
     for (cond, reason) in drop_reasons.into_iter().rev() {
-        drop = when(cond).then(lit(reason)).otherwise(drop);
+        drop = when(cond).then(reasons.code(reason)).otherwise(drop);
     }
     let mut with = vec![drop.alias(DROP)];
     if let Some(k) = key {
@@ -402,20 +447,20 @@ pub fn run_rule(
         with.push(p.alias("__person"));
     }
     with.extend(field_exprs);
-    let mut reject = lit(NULL).cast(DataType::String);
+    let mut reject = Reasons::none();
     for chk in comp.checks.iter().rev() {
         reject = when(chk.bad.clone())
-            .then(lit(chk.reason.clone()))
+            .then(reasons.code(chk.reason.clone()))
             .otherwise(reject);
     }
     if rule.person.is_some() {
         reject = when(col("__person").is_null())
-            .then(lit("no person with this source key"))
+            .then(reasons.code("no person with this source key"))
             .otherwise(reject);
     }
     if rule.key.is_some() {
         reject = when(col(KEY).is_null())
-            .then(lit("the row's key is empty"))
+            .then(reasons.code("the row's key is empty"))
             .otherwise(reject);
     }
     lf = lf.with_columns(with).with_column(reject.alias(REJECT));
@@ -459,7 +504,7 @@ pub fn run_rule(
                     c.clone()
                         .is_not_null()
                         .and(c.clone().cast(dtype.clone()).is_null()),
-                    lit(format!(
+                    reasons.code(format!(
                         "{}.{}: `{text}` does not convert to {dtype}",
                         spec.name, f.name
                     )),
@@ -487,7 +532,7 @@ pub fn run_rule(
             if f.required && !f.primary_key {
                 checks.push((
                     col(f.name).is_null(),
-                    lit(format!("required field {}.{} is empty", spec.name, f.name)),
+                    reasons.code(format!("required field {}.{} is empty", spec.name, f.name)),
                 ));
             }
         }
@@ -505,7 +550,7 @@ pub fn run_rule(
             .map(|f| col(f.name))
             .chain(extra)
             .collect();
-        let reason = expr::case_when(checks, lit(NULL).cast(DataType::String));
+        let reason = expr::case_when(checks, Reasons::none());
         let projected = table_lf
             .with_columns(out_cols)
             .with_column(reason.alias(REJECT))
@@ -562,7 +607,7 @@ pub fn run_rule(
             o.clone().lazy().select([
                 col(ROW),
                 lit(0u8).alias("__s"),
-                lit(NULL).cast(DataType::String).alias("__why"),
+                Reasons::none().alias("__why"),
             ])
         })
         .collect();
@@ -588,7 +633,7 @@ pub fn run_rule(
                 .select([
                     col(ROW),
                     lit(3u8).alias("__s"),
-                    lit(m.as_str()).alias("__why"),
+                    reasons.code(m.as_str()).alias("__why"),
                 ]),
         );
     }
@@ -627,8 +672,9 @@ pub fn run_rule(
     let s = s.u8().map_err(|e| polars_err("accounting", e))?;
     let why = status
         .column("__why")
-        .and_then(|c| c.str().cloned())
+        .and_then(|c| c.cast(&DataType::UInt32))
         .map_err(|e| polars_err("accounting", e))?;
+    let why = why.u32().map_err(|e| polars_err("accounting", e))?;
     let n = status
         .column("n")
         .and_then(|c| c.cast(&DataType::UInt64))
@@ -636,7 +682,7 @@ pub fn run_rule(
     let n = n.u64().map_err(|e| polars_err("accounting", e))?;
     for i in 0..status.height() {
         let count = n.get(i).unwrap_or(0);
-        let reason = why.get(i).unwrap_or("").to_string();
+        let reason = why.get(i).map(|c| reasons.text(c)).unwrap_or_default();
         match s.get(i) {
             Some(0) => written += count,
             Some(1) => *rejected_by_reason.entry(reason).or_insert(0) += count,
@@ -648,6 +694,9 @@ pub fn run_rule(
         Some(_) => Some(code_stats(&df, fan_out)?),
         None => None,
     };
+    let rejected = reasons
+        .to_text(rejected, REJECT)
+        .map_err(|e| polars_err(&format!("rule {}", rule.id), e))?;
     Ok(RuleResult {
         outputs,
         rejected,
