@@ -659,7 +659,11 @@ impl<'a> Evaluator<'a> {
         if qualified.is_empty() {
             return out;
         }
-        let mut masks = vec![0u64; qualified.len()];
+        let mut masks = if plan.rules.is_empty() {
+            Vec::new()
+        } else {
+            vec![0u64; qualified.len()]
+        };
         for (i, rule) in plan.rules.iter().enumerate() {
             for (m, ok) in masks.iter_mut().zip(self.group(rule, p, &qualified)) {
                 if ok {
@@ -689,11 +693,15 @@ impl<'a> Evaluator<'a> {
                 .map(|(_, m)| *m);
             out.best_mask = best;
         }
-        let mut included: Vec<IndexEvent> = qualified
-            .into_iter()
-            .zip(&masks)
-            .filter_map(|(e, m)| (*m == all).then_some(e))
-            .collect();
+        let mut included: Vec<IndexEvent> = if plan.rules.is_empty() {
+            qualified
+        } else {
+            qualified
+                .into_iter()
+                .zip(&masks)
+                .filter_map(|(e, m)| (*m == all).then_some(e))
+                .collect()
+        };
         Self::limit(&mut included, plan.expression_limit);
         if included.is_empty() {
             return out;
@@ -886,6 +894,17 @@ impl InclusionStats {
             s.rules.push((person_count, gain));
         }
         s
+    }
+
+    /// Mode 0 (the masks of all qualified events) and mode 1 (each person's best mask).
+    pub fn from_masks_of(event_masks: &[u64], best_masks: &[u64], n_rules: usize) -> (Self, Self) {
+        if n_rules == 0 {
+            return (Self::default(), Self::default());
+        }
+        (
+            Self::from_masks(event_masks.iter().copied(), n_rules),
+            Self::from_masks(best_masks.iter().copied(), n_rules),
+        )
     }
 
     /// Mode 0 (all qualified events) and mode 1 (best event per person).

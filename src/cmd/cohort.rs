@@ -1,7 +1,7 @@
 //! `omopkit cohort`: evaluate Circe cohort definitions.
 
 use super::{CliError, CmdResult};
-use omop_cohort::{Cdm, CohortExpression, CohortResult, format_day};
+use omop_cohort::{Cdm, CohortExpression, CohortResult, day_text, format_day};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -149,14 +149,18 @@ fn write_csv(out_dir: &Path, stem: &str, result: &CohortResult) -> Result<(), Cl
     let file = std::fs::File::create(&tmp).map_err(io_err)?;
     let mut w = std::io::BufWriter::new(file);
     writeln!(w, "subject_id,cohort_start_date,cohort_end_date").map_err(io_err)?;
+    let (mut a, mut b) = ([0u8; 10], [0u8; 10]);
     for r in &result.rows {
-        writeln!(
-            w,
-            "{},{},{}",
-            r.subject_id,
-            format_day(r.start),
-            format_day(r.end)
-        )
+        match (day_text(r.start, &mut a), day_text(r.end, &mut b)) {
+            (Some(start), Some(end)) => writeln!(w, "{},{start},{end}", r.subject_id),
+            _ => writeln!(
+                w,
+                "{},{},{}",
+                r.subject_id,
+                format_day(r.start),
+                format_day(r.end)
+            ),
+        }
         .map_err(io_err)?;
     }
     w.flush().map_err(io_err)?;
