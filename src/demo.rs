@@ -125,7 +125,7 @@ pub fn run(args: DemoArgs) -> CmdResult {
     eprint!("{}", report.summary());
     eprintln!("  report: {}", engine::report_path(&cdm).display());
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).map_err(|e| CliError::failed(e.to_string()))?
         );

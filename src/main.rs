@@ -3,6 +3,27 @@
 //! Each sub-command lives in its own module under `cmd/` and returns a
 //! [`CliError`]; `main` prints errors without a backtrace and sets the exit code.
 
+/// `println!` for command output, except that a closed pipe (`omopkit ... | head`) ends the
+/// program quietly with success instead of a panic, and another write error ends it with a
+/// message.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            $crate::stdout_failed(e);
+        }
+    }};
+}
+
+/// Ends the program after a failed write to standard output.
+pub(crate) fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: writing to standard output: {e}");
+    std::process::exit(1);
+}
+
 mod cmd;
 mod demo;
 

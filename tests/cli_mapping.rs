@@ -80,3 +80,20 @@ fn explain_shows_how_one_source_row_becomes_cdm_rows() {
         "{text}"
     );
 }
+
+/// `omopkit mapping schema | head -1`: a reader that stops early is not an error (it used to
+/// make the program panic on the broken pipe).
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let mut child = Command::new(common::omopkit_bin())
+        .args(["mapping", "schema"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -55,9 +55,9 @@ pub fn run(command: CohortCommand) -> CmdResult {
             let mut header = false;
             evaluate_all(&source, |stem, result| {
                 if !std::mem::replace(&mut header, true) {
-                    println!("cohort,entries,persons");
+                    outln!("cohort,entries,persons");
                 }
-                println!("{stem},{},{}", result.rows.len(), result.subject_count());
+                outln!("{stem},{},{}", result.rows.len(), result.subject_count());
                 Ok(())
             })
         }

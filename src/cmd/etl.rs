@@ -46,7 +46,7 @@ pub fn run(args: EtlArgs) -> CmdResult {
     eprint!("{}", report.summary());
     eprintln!("  report: {}", engine::report_path(&args.out).display());
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report)
                 .map_err(|e| super::CliError::failed(e.to_string()))?

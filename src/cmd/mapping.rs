@@ -63,7 +63,7 @@ pub fn run(command: MappingCommand) -> CmdResult {
             vocab_cache,
         } => explain(mapping, source, vocab, rule, row, vocab_cache),
         MappingCommand::Schema => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&mapping::pack_schema()).unwrap_or_default()
             );
@@ -100,15 +100,15 @@ fn test(pack: PathBuf, vocab: Option<PathBuf>) -> CmdResult {
     let failed = results.iter().filter(|r| !r.failures.is_empty()).count();
     for r in &results {
         if r.failures.is_empty() {
-            println!("ok      {}", r.name);
+            outln!("ok      {}", r.name);
         } else {
-            println!("FAILED  {}", r.name);
+            outln!("FAILED  {}", r.name);
             for f in &r.failures {
-                println!("  {f}");
+                outln!("  {f}");
             }
         }
     }
-    println!("{} passed, {} failed", results.len() - failed, failed);
+    outln!("{} passed, {} failed", results.len() - failed, failed);
     if failed > 0 {
         Ok(ExitCode::from(1))
     } else {
@@ -170,7 +170,7 @@ fn explain(
             return Err(e.into());
         }
     };
-    println!(
+    outln!(
         "rule {} ({} → {}), {} row {row}:",
         rule.id,
         rule.source,
@@ -200,14 +200,14 @@ fn explain(
     .map_err(|e| CliError::failed(e.to_string()))?;
     for c in one_row.columns() {
         let v = c.get(0).map(|v| v.to_string()).unwrap_or_default();
-        println!("  {:<34} {v}", format!("{}:", c.name()));
+        outln!("  {:<34} {v}", format!("{}:", c.name()));
     }
     if let Some(r) = report.sources.iter().find(|r| r.rule == rule.id) {
         for why in r.filtered_by_reason.keys() {
-            println!("  filtered: {why}");
+            outln!("  filtered: {why}");
         }
         for why in r.rejected_by_reason.keys() {
-            println!(
+            outln!(
                 "  rejected: {why} (see _omopkit/quarantine/{}.parquet)",
                 rule.id
             );
@@ -232,12 +232,12 @@ fn explain(
             .filter(&mask)
             .map_err(|e| CliError::failed(e.to_string()))?;
         for i in 0..picked.height() {
-            println!("  → {table} row:");
+            outln!("  → {table} row:");
             for c in picked.columns() {
                 let v = c.get(i).map(|v| v.to_string()).unwrap_or_default();
                 let how = field_for(rule, table, c.name())
                     .map_or(String::new(), |(k, e)| format!("   ← {k}: {e}"));
-                println!("      {:<32} {v}{how}", c.name().as_str());
+                outln!("      {:<32} {v}{how}", c.name().as_str());
             }
         }
     }

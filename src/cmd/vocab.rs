@@ -41,13 +41,13 @@ pub fn run(command: VocabCommand) -> CmdResult {
         VocabCommand::Info { dir, cache } => {
             let v = load(&dir, cache)?;
             let info = v.load_info();
-            println!("vocabulary: {}", dir.display());
-            println!(
+            outln!("vocabulary: {}", dir.display());
+            outln!(
                 "  version:  {}",
                 v.version().unwrap_or_else(|| "unknown".into())
             );
-            println!("  concepts: {}", v.concept_count());
-            println!(
+            outln!("  concepts: {}", v.concept_count());
+            outln!(
                 "  loaded in {:.0} ms ({})",
                 info.elapsed.as_secs_f64() * 1000.0,
                 if info.from_cache {
@@ -70,7 +70,7 @@ pub fn run(command: VocabCommand) -> CmdResult {
                     "no concept with code `{code}` in vocabulary {vocabulary}"
                 )));
             };
-            println!(
+            outln!(
                 "{} {} [{} / {} / {}{}]",
                 c.concept_id,
                 c.concept_name,
@@ -86,7 +86,7 @@ pub fn run(command: VocabCommand) -> CmdResult {
                 .into_iter()
                 .chain(v.maps_to_value(id, None))
             {
-                println!(
+                outln!(
                     "  {} → {} {} [{}]",
                     m.relationship.relationship_id(),
                     m.concept_id,
