@@ -26,6 +26,7 @@ use crate::cdm::{self, CdmVersion, TableSpec};
 use crate::expr::{self, Ast};
 use crate::mapping::{self, Pack, PackError, Rule, slots};
 use polars::prelude::*;
+use rayon::prelude::*;
 use report::{SourceReport, StageTime};
 use rule::{KEY, RULE};
 use source::{ROW, SourceTable};
@@ -414,22 +415,36 @@ impl Run<'_> {
         }
         let whole = rules.iter().any(|r| r.deduplicate.is_some());
         let chunk = self.chunk_rows.max(1) as usize;
-        let process = |run: &mut Self,
-                       states: &mut [RuleState],
-                       input: DataFrame,
-                       height: u64|
+        // The rules' plans over one slice of rows (no shared state is touched, so two slices
+        // can be computed at once), then their results committed in slice order.
+        let vocab = self.vocab;
+        let compute = |keymaps: &HashMap<String, std::sync::Arc<keymap::KeyMap>>,
+                       input: &DataFrame|
+         -> Result<Vec<(rule::RuleResult, f64)>, EtlError> {
+            rules
+                .iter()
+                .enumerate()
+                .map(|(k, rule)| {
+                    let t = Instant::now();
+                    let result = rule::run_rule(
+                        group[k],
+                        rule,
+                        source,
+                        vocab,
+                        keymaps,
+                        input.clone().lazy(),
+                    )?;
+                    Ok((result, t.elapsed().as_secs_f64()))
+                })
+                .collect()
+        };
+        let commit = |run: &mut Self,
+                      states: &mut [RuleState],
+                      results: Vec<(rule::RuleResult, f64)>,
+                      height: u64|
          -> Result<(), EtlError> {
-            for (k, rule) in rules.iter().enumerate() {
-                let t = Instant::now();
-                let idx = group[k];
-                let result = rule::run_rule(
-                    idx,
-                    rule,
-                    source,
-                    run.vocab,
-                    &run.keymaps,
-                    input.clone().lazy(),
-                )?;
+            for (k, (result, seconds)) in results.into_iter().enumerate() {
+                let rule = rules[k];
                 let st = &mut states[k];
                 let r: u64 = result.rejected_by_reason.values().sum();
                 let f: u64 = result.filtered_by_reason.values().sum();
@@ -460,6 +475,7 @@ impl Run<'_> {
                 if result.rejected.height() > 0 {
                     st.rejected.push(result.rejected);
                 }
+                let t = Instant::now();
                 for (spec, frame) in result.outputs {
                     if keyed {
                         st.keyed_rows.push(frame);
@@ -469,7 +485,24 @@ impl Run<'_> {
                         st.held.push((spec, frame));
                     }
                 }
-                st.seconds += t.elapsed().as_secs_f64();
+                st.seconds += seconds + t.elapsed().as_secs_f64();
+            }
+            Ok(())
+        };
+        // Computes a batch of slices at once (one per core) and commits them in order.
+        let run_batch = |run: &mut Self,
+                         states: &mut [RuleState],
+                         batch: &mut Vec<DataFrame>|
+         -> Result<(), EtlError> {
+            let parts = std::mem::take(batch);
+            let results: Vec<Result<Vec<(rule::RuleResult, f64)>, EtlError>> = if parts.len() == 1 {
+                vec![compute(&run.keymaps, &parts[0])]
+            } else {
+                let keymaps = &run.keymaps;
+                parts.par_iter().map(|p| compute(keymaps, p)).collect()
+            };
+            for (part, result) in parts.iter().zip(results) {
+                commit(run, states, result?, part.height() as u64)?;
             }
             Ok(())
         };
@@ -511,7 +544,8 @@ impl Run<'_> {
                     .collect()
                     .map_err(|e| polars_err(&first.id, e))?;
             }
-            process(self, &mut states, kept, height as u64)?;
+            let result = compute(&self.keymaps, &kept)?;
+            commit(self, &mut states, result, height as u64)?;
             states[0].seconds += read_seconds;
         } else {
             // A reader thread parses the next chunk while the rules work on this one.
@@ -536,6 +570,9 @@ impl Run<'_> {
                         }
                     }
                 });
+                // Slices computed at once: one per core of this machine's two.
+                const BATCH: usize = 2;
+                let mut batch = Vec::with_capacity(BATCH);
                 for next in rx {
                     let (df, seconds) = next?;
                     // Parsing is shared by the group; its time is split evenly.
@@ -544,14 +581,18 @@ impl Run<'_> {
                     // (An empty file gives one empty chunk, which is processed too.)
                     let mut offset = 0;
                     loop {
-                        let part = df.slice(offset as i64, chunk);
-                        let h = part.height() as u64;
-                        process(self, &mut states, part, h)?;
+                        batch.push(df.slice(offset as i64, chunk));
+                        if batch.len() == BATCH {
+                            run_batch(self, &mut states, &mut batch)?;
+                        }
                         offset += chunk;
                         if offset >= df.height() {
                             break;
                         }
                     }
+                }
+                if !batch.is_empty() {
+                    run_batch(self, &mut states, &mut batch)?;
                 }
                 Ok(())
             })?;
