@@ -186,11 +186,26 @@ pub fn evaluate_plan(cdm: &Cdm, plan: &CohortPlan) -> Result<CohortResult> {
     // Persons are evaluated in parallel, in blocks whose results are gathered straight
     // into flat vectors and then joined in person order (person indexes follow person_id,
     // and each person's episodes are ordered, so the rows come out sorted).
+    let tables: Vec<&cdm::EventTable> = plan
+        .domains()
+        .into_iter()
+        .map(|d| cdm.table(d))
+        .filter(|t| !t.is_empty())
+        .collect();
     let blocks: Vec<Partial> = candidates
         .par_chunks(2048)
         .map(|block| {
             let mut part = Partial::default();
-            for &p in block {
+            for (i, &p) in block.iter().enumerate() {
+                // Person ranges 16 persons ahead, their first rows 8 ahead.
+                for t in &tables {
+                    if let Some(&q) = block.get(i + 16) {
+                        t.prefetch_person(q as usize, false);
+                    }
+                    if let Some(&q) = block.get(i + 8) {
+                        t.prefetch_person(q as usize, true);
+                    }
+                }
                 let o = evaluator.person(p as usize);
                 if o.before_censor_window && o.episodes.is_empty() {
                     part.censored_lost += 1;

@@ -1501,6 +1501,34 @@ impl<'a> Compiler<'a> {
 }
 
 impl CohortPlan {
+    /// The event tables the plan reads (always the observation periods).
+    pub fn domains(&self) -> Vec<Domain> {
+        fn criteria(c: &CriteriaPlan, out: &mut Vec<Domain>) {
+            out.push(c.domain);
+            if let Some(g) = &c.correlated {
+                group(g, out);
+            }
+        }
+        fn group(g: &GroupPlan, out: &mut Vec<Domain>) {
+            for c in &g.criteria {
+                criteria(&c.criteria, out);
+            }
+            for s in &g.groups {
+                group(s, out);
+            }
+        }
+        let mut out = vec![Domain::ObservationPeriod];
+        for c in self.primary.iter().chain(&self.censoring) {
+            criteria(c, &mut out);
+        }
+        for g in self.additional.iter().chain(&self.rules) {
+            group(g, &mut out);
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Compiles a definition against a CDM: its vocabulary resolves the concept
     /// sets, and its columns' dictionaries turn them into matchers. Evaluate the
     /// plan over this same CDM.
