@@ -313,6 +313,29 @@ pub struct CriteriaPlan {
     pub correlated: Option<Box<GroupPlan>>,
 }
 
+impl CriteriaPlan {
+    /// Every row of `domain`, nothing filtered, joined or pruned yet.
+    fn unfiltered(domain: Domain, end_rule: EndRule) -> Self {
+        CriteriaPlan {
+            domain,
+            end_rule,
+            codeset: None,
+            source_codeset: None,
+            concept_match: None,
+            source_match: None,
+            persons: None,
+            first: false,
+            date_adjustment: None,
+            filters: Vec::new(),
+            needs_person: false,
+            needs_visit: false,
+            needs_care_site: false,
+            user_period: (None, None),
+            correlated: None,
+        }
+    }
+}
+
 /// Which column a distinct occurrence count counts.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CountColumn {
@@ -658,23 +681,7 @@ impl<'a> Compiler<'a> {
             Criteria::VisitDetail(_) => (Domain::VisitDetail, EndRule::Stored),
             _ => (Domain::VisitOccurrence, EndRule::Stored),
         };
-        let mut p = CriteriaPlan {
-            domain,
-            end_rule,
-            codeset: None,
-            source_codeset: None,
-            concept_match: None,
-            source_match: None,
-            persons: None,
-            first: false,
-            date_adjustment: None,
-            filters: Vec::new(),
-            needs_person: false,
-            needs_visit: false,
-            needs_care_site: false,
-            user_period: (None, None),
-            correlated: None,
-        };
+        let mut p = CriteriaPlan::unfiltered(domain, end_rule);
         let is_specimen = matches!(c, Criteria::Specimen(_));
         let is_death = matches!(c, Criteria::Death(_));
         let is_op = matches!(c, Criteria::ObservationPeriod(_));
@@ -1677,21 +1684,8 @@ mod tests {
         };
         CorrelatedPlan {
             criteria: CriteriaPlan {
-                domain: Domain::ConditionOccurrence,
-                end_rule: EndRule::Stored,
-                codeset: None,
-                source_codeset: None,
-                concept_match: None,
-                source_match: None,
                 persons: Some(Arc::new(persons.iter().copied().collect())),
-                first: false,
-                date_adjustment: None,
-                filters: Vec::new(),
-                needs_person: false,
-                needs_visit: false,
-                needs_care_site: false,
-                user_period: (None, None),
-                correlated: None,
+                ..CriteriaPlan::unfiltered(Domain::ConditionOccurrence, EndRule::Stored)
             },
             start: window,
             end: None,
