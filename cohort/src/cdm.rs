@@ -356,6 +356,33 @@ const SPECS: &[TableSpec] = &[
 /// Rows per block of a [`Ids::Blocked`] or [`Days::Blocked`] column.
 pub const ID_BLOCK: usize = 1024;
 
+/// The smallest and largest non-null value of each block of [`ID_BLOCK`] rows among the
+/// `n` values `at(0..n)` (`None` for a block of nulls only).
+fn block_bounds<T: Copy + Ord>(n: usize, at: impl Fn(usize) -> T, null: T) -> Vec<Option<(T, T)>> {
+    (0..n.div_ceil(ID_BLOCK))
+        .map(|b| {
+            (b * ID_BLOCK..((b + 1) * ID_BLOCK).min(n))
+                .map(&at)
+                .filter(|&v| v != null)
+                .fold(None, |acc, v| match acc {
+                    None => Some((v, v)),
+                    Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+                })
+        })
+        .collect()
+}
+
+/// Places values by domain: `out[d as usize]` is the value given for `d` (default otherwise).
+pub(crate) fn by_domain<T: Clone + Default>(
+    items: impl IntoIterator<Item = (Domain, T)>,
+) -> Vec<T> {
+    let mut out = vec![T::default(); Domain::COUNT];
+    for (d, v) in items {
+        out[d as usize] = v;
+    }
+    out
+}
+
 /// Base of a [`Ids::Blocked`] block whose values are stored in full in `wide`.
 const WIDE: i64 = i64::MIN;
 
@@ -491,29 +518,20 @@ impl Ids {
         if let Some(dict) = Self::encode_dict(n, at) {
             return dict;
         }
-        let n_blocks = n.div_ceil(ID_BLOCK);
-        let mut base = Vec::with_capacity(n_blocks);
+        let bounds = block_bounds(n, at, NULL_ID);
+        let n_blocks = bounds.len();
         let mut n_wide = 0usize;
-        for b in 0..n_blocks {
-            let rows = b * ID_BLOCK..((b + 1) * ID_BLOCK).min(n);
-            let mut lo = i64::MAX;
-            let mut hi = i64::MIN;
-            for i in rows {
-                let v = at(i);
-                if v != NULL_ID {
-                    lo = lo.min(v);
-                    hi = hi.max(v);
+        let base: Vec<i64> = bounds
+            .into_iter()
+            .map(|b| match b {
+                None => 0,
+                Some((lo, hi)) if (hi as i128 - lo as i128) < i128::from(u32::MAX) => lo,
+                Some(_) => {
+                    n_wide += 1;
+                    WIDE
                 }
-            }
-            if lo > hi {
-                base.push(0);
-            } else if (hi as i128 - lo as i128) < i128::from(u32::MAX) {
-                base.push(lo);
-            } else {
-                base.push(WIDE);
-                n_wide += 1;
-            }
-        }
+            })
+            .collect();
         if n_wide * 2 > n_blocks {
             return Ids::Plain((0..n).map(at).collect());
         }
@@ -728,25 +746,14 @@ impl Days {
         if (0..n).all(|i| at(i) == NULL_DAY) {
             return Days::Null;
         }
-        let n_blocks = n.div_ceil(ID_BLOCK);
-        let mut base = Vec::with_capacity(n_blocks);
-        for b in 0..n_blocks {
-            let rows = b * ID_BLOCK..((b + 1) * ID_BLOCK).min(n);
-            let mut lo = Day::MAX;
-            let mut hi = Day::MIN;
-            for i in rows {
-                let v = at(i);
-                if v != NULL_DAY {
-                    lo = lo.min(v);
-                    hi = hi.max(v);
+        let mut base = Vec::new();
+        for b in block_bounds(n, at, NULL_DAY) {
+            match b {
+                None => base.push(0),
+                Some((lo, hi)) if i64::from(hi) - i64::from(lo) < i64::from(u16::MAX) => {
+                    base.push(lo)
                 }
-            }
-            if lo > hi {
-                base.push(0);
-            } else if i64::from(hi) - i64::from(lo) < i64::from(u16::MAX) {
-                base.push(lo);
-            } else {
-                return Days::Plain((0..n).map(at).collect());
+                Some(_) => return Days::Plain((0..n).map(at).collect()),
             }
         }
         let delta = (0..n)
@@ -1200,14 +1207,8 @@ impl Cdm {
             .par_iter()
             .map(|(d, t)| (*d, ConceptIndex::build(t)))
             .collect();
-        let mut index = vec![ConceptIndex::default(); Domain::COUNT];
-        for (d, idx) in built {
-            index[d as usize] = idx;
-        }
-        let mut tables = vec![EventTable::default(); Domain::COUNT];
-        for (d, t) in loaded {
-            tables[d as usize] = t;
-        }
+        let index = by_domain(built);
+        let tables = by_domain(loaded);
 
         let mut provider_specialty = HashMap::new();
         let provider_path = file("provider");

@@ -152,12 +152,7 @@ impl<'a> Evaluator<'a> {
     /// Evaluates every candidate person, in parallel. The result holds the
     /// persons with a qualified event, in person order.
     pub fn run(&self) -> Vec<(usize, PersonOutcome)> {
-        self.run_persons(self.candidates())
-    }
-
-    /// Evaluates the given persons (normally [`Evaluator::candidates`]), in parallel.
-    pub fn run_persons(&self, persons: RoaringBitmap) -> Vec<(usize, PersonOutcome)> {
-        let candidates: Vec<u32> = persons.iter().collect();
+        let candidates: Vec<u32> = self.candidates().iter().collect();
         candidates
             .par_iter()
             .map(|&p| (p as usize, self.person(p as usize)))
@@ -909,17 +904,12 @@ impl InclusionStats {
 
     /// Mode 0 (all qualified events) and mode 1 (best event per person).
     pub fn from_outcomes(outcomes: &[(usize, PersonOutcome)], n_rules: usize) -> (Self, Self) {
-        if n_rules == 0 {
-            return (Self::default(), Self::default());
-        }
-        let by_event = Self::from_masks(
-            outcomes
-                .iter()
-                .flat_map(|(_, o)| o.event_masks.iter().copied()),
-            n_rules,
-        );
-        let by_person = Self::from_masks(outcomes.iter().filter_map(|(_, o)| o.best_mask), n_rules);
-        (by_event, by_person)
+        let events: Vec<u64> = outcomes
+            .iter()
+            .flat_map(|(_, o)| o.event_masks.iter().copied())
+            .collect();
+        let best: Vec<u64> = outcomes.iter().filter_map(|(_, o)| o.best_mask).collect();
+        Self::from_masks_of(&events, &best, n_rules)
     }
 }
 

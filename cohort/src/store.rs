@@ -17,7 +17,8 @@
 //! into place, so a reader never sees a half-written index.
 
 use crate::cdm::{
-    Cdm, ConceptIndex, Days, Domain, EventTable, Extra, ExtraColumn, Ids, Nums, Persons, Vocabulary,
+    Cdm, ConceptIndex, Days, Domain, EventTable, Extra, ExtraColumn, Ids, Nums, Persons,
+    Vocabulary, by_domain,
 };
 use crate::error::{CohortError, Result};
 use rayon::prelude::*;
@@ -536,12 +537,11 @@ pub fn load(dir: &Path) -> Result<Cdm> {
             Ok((*domain, t, idx))
         })
         .collect::<Result<_>>()?;
-    let mut tables = vec![EventTable::default(); Domain::COUNT];
-    let mut index = vec![ConceptIndex::default(); Domain::COUNT];
-    for (domain, t, idx) in loaded {
-        tables[domain as usize] = t;
-        index[domain as usize] = idx;
-    }
+    let (tables, index): (Vec<_>, Vec<_>) = loaded
+        .into_iter()
+        .map(|(d, t, idx)| ((d, t), (d, idx)))
+        .unzip();
+    let (tables, index) = (by_domain(tables), by_domain(index));
     Ok(Cdm {
         dir: source,
         persons,

@@ -511,39 +511,30 @@ impl Run<'_> {
             // it keeps are held (the rule applies it again and counts the others as filtered).
             let t = Instant::now();
             let keep = rule::leading_filter(first, source);
+            // The reader gives at least one (possibly empty) chunk.
             let mut reader = source.chunks()?;
-            let mut parts = Vec::new();
+            let mut kept: Option<DataFrame> = None;
             let mut height = 0usize;
             while let Some(df) = reader.next_chunk()? {
                 height += df.height();
-                parts.push(match &keep {
+                let df = match &keep {
                     Some((f, _)) => df
                         .lazy()
                         .filter(f.clone())
                         .collect()
                         .map_err(|e| polars_err(&first.id, e))?,
                     None => df,
-                });
-            }
-            let mut kept = match parts.split_first() {
-                Some((head, tail)) => {
-                    let mut all = head.clone();
-                    for p in tail {
-                        all.vstack_mut(p).map_err(|e| polars_err(&first.id, e))?;
+                };
+                match &mut kept {
+                    Some(all) => {
+                        all.vstack_mut_owned(df)
+                            .map_err(|e| polars_err(&first.id, e))?;
                     }
-                    all
+                    None => kept = Some(df),
                 }
-                None => DataFrame::empty(),
-            };
-            drop(parts);
-            let read_seconds = t.elapsed().as_secs_f64();
-            if kept.width() == 0 {
-                kept = source
-                    .scan()?
-                    .limit(0)
-                    .collect()
-                    .map_err(|e| polars_err(&first.id, e))?;
             }
+            let kept = kept.unwrap_or_default();
+            let read_seconds = t.elapsed().as_secs_f64();
             let result = compute(&self.keymaps, &kept)?;
             commit(self, &mut states, result, height as u64)?;
             states[0].seconds += read_seconds;
@@ -714,28 +705,15 @@ impl Run<'_> {
         keyed: bool,
     ) -> Result<(), EtlError> {
         let stage = format!("table {}", spec.name);
-        // Frames of the same layout are stacked as chunks without copying (a lazy concat
-        // would hold the frames, their concatenation and the sorted copy at once).
-        let same_layout = frames.windows(2).all(|w| w[0].schema() == w[1].schema());
-        let mut lf = if same_layout && !frames.is_empty() {
-            let mut parts = frames.into_iter();
-            let mut all = parts.next().unwrap_or_default();
-            for part in parts {
-                all.vstack_mut_owned(part)
-                    .map_err(|e| polars_err(&stage, e))?;
-            }
-            all.lazy()
-        } else {
-            let frames: Vec<LazyFrame> = frames.into_iter().map(|f| f.lazy()).collect();
-            concat(
-                frames,
-                UnionArgs {
-                    diagonal: true,
-                    ..Default::default()
-                },
-            )
-            .map_err(|e| polars_err(&stage, e))?
-        };
+        let frames: Vec<LazyFrame> = frames.into_iter().map(|f| f.lazy()).collect();
+        let mut lf = concat(
+            frames,
+            UnionArgs {
+                diagonal: true,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| polars_err(&stage, e))?;
         let mut order: Vec<Expr> = Vec::new();
         if keyed {
             order.push(col(KEY));

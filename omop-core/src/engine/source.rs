@@ -193,17 +193,17 @@ impl<'a> ChunkReader<'a> {
 
     /// Reads until `pending` holds at least `want` bytes or the file ends.
     fn fill(&mut self, want: usize) -> Result<(), EtlError> {
-        let mut buf = vec![0u8; 1 << 20];
         while !self.eof && self.pending.len() < want {
-            let n = self.file.read(&mut buf).map_err(|e| EtlError::Source {
-                file: self.source.path.clone(),
-                message: format!("read error: {e}"),
-            })?;
-            if n == 0 {
-                self.eof = true;
-            } else {
-                self.pending.extend_from_slice(&buf[..n]);
-            }
+            let missing = (want - self.pending.len()) as u64;
+            let n = Read::by_ref(&mut self.file)
+                .take(missing)
+                .read_to_end(&mut self.pending)
+                .map_err(|e| EtlError::Source {
+                    file: self.source.path.clone(),
+                    message: format!("read error: {e}"),
+                })?;
+            // `take` stops short of `missing` only at the end of the file.
+            self.eof = (n as u64) < missing;
         }
         Ok(())
     }
