@@ -1,8 +1,9 @@
 //! The CDM tables the evaluator reads, held in memory column by column.
 //!
-//! Every event table is sorted by person, then start date, then row id, and
-//! carries per-person offsets, so all events of one person are one contiguous
-//! slice of each column. Dates are days since 1970-01-01 ([`Day`]); ids and
+//! Every event table is clustered by its domain concept: rows are sorted by
+//! concept, then person, start date and row id (see [`EventTable`]), so the
+//! rows of a concept set are a few contiguous runs, each in person and time
+//! order. Dates are days since 1970-01-01 ([`Day`]); ids and
 //! concept ids are `i64`. Nulls are sentinels ([`NULL_DAY`], [`NULL_ID`],
 //! `NaN`) so that the columns stay flat.
 //!
@@ -788,10 +789,25 @@ pub enum ExtraColumn {
     Num(Nums),
 }
 
-/// One event table, sorted by person, start date and id.
+/// One event table, clustered by the domain concept.
+///
+/// Rows are sorted by (domain concept, person, start date, id): the rows of
+/// one concept form a *cluster*, and inside a cluster the rows of one person
+/// are contiguous and in time order. A concept set therefore selects a few
+/// contiguous runs of rows, and the evaluator reads only the rows of the
+/// concepts a definition names, front to back. Tables without a domain
+/// concept (observation_period) are a single cluster; observation_period also
+/// keeps per-person offsets, since every entry event is joined to it.
 #[derive(Debug, Clone, Default)]
 pub struct EventTable {
-    /// `offsets[p]..offsets[p + 1]` are the rows of person index `p`.
+    /// Person index of each row.
+    pub person: Vec<u32>,
+    /// The domain concept of each cluster, ascending ([`NULL_ID`] first when present).
+    pub clusters: Vec<i64>,
+    /// `bounds[c]..bounds[c + 1]` are the rows of cluster `c`.
+    pub bounds: Vec<u32>,
+    /// For a single-cluster table: `offsets[p]..offsets[p + 1]` are the rows of
+    /// person index `p` (empty otherwise).
     pub offsets: Vec<u32>,
     /// Row id (`person_id` for death).
     pub id: Ids,
@@ -799,8 +815,6 @@ pub struct EventTable {
     pub start: Days,
     /// End date as stored (may be [`NULL_DAY`]); tables without one hold nulls.
     pub end: Days,
-    /// The domain concept.
-    pub concept: Ids,
     /// The source concept.
     pub source: Ids,
     /// The type concept.
@@ -811,80 +825,92 @@ pub struct EventTable {
     pub provider: Ids,
     /// Domain-specific columns.
     pub extras: HashMap<Extra, ExtraColumn>,
-}
-
-/// Asks the CPU to start loading `v[i]` into cache (no effect when `i` is out of range).
-#[inline(always)]
-fn prefetch<T>(v: &[T], i: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(x) = v.get(i) {
-        // SAFETY: `x` is a valid reference; a prefetch hint neither reads nor writes memory
-        // as far as the program is concerned.
-        unsafe {
-            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                (x as *const T).cast(),
-            )
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (v, i);
-}
-
-impl Ids {
-    /// Prefetches the storage of row `r`.
-    #[inline(always)]
-    pub fn prefetch(&self, r: usize) {
-        match self {
-            Ids::Const(_) => {}
-            Ids::Dict { codes, .. } => prefetch(codes, r),
-            Ids::Blocked { delta, .. } => prefetch(delta, r),
-            Ids::Plain(v) => prefetch(v, r),
-        }
-    }
-}
-
-impl Days {
-    /// Prefetches the storage of row `r`.
-    #[inline(always)]
-    pub fn prefetch(&self, r: usize) {
-        match self {
-            Days::Null => {}
-            Days::Blocked { delta, .. } => prefetch(delta, r),
-            Days::Plain(v) => prefetch(v, r),
-        }
-    }
+    /// Source concepts of the rows whose source concept is not null and differs
+    /// from their domain concept, ascending.
+    pub cross_sources: Vec<i64>,
+    /// `cross_bounds[i]..cross_bounds[i + 1]` index `cross_rows` for `cross_sources[i]`.
+    pub cross_bounds: Vec<u32>,
+    /// Those rows, grouped by source concept, ascending within a group (so by
+    /// cluster, then person, start date and id).
+    pub cross_rows: Vec<u32>,
 }
 
 impl EventTable {
-    /// Prefetches person index `p`'s row range (`rows == false`) or the first row of each
-    /// common column (`rows == true`, once the range is in cache). Evaluation is bound by
-    /// memory latency; asking for a person's data a few persons ahead overlaps the misses.
-    #[inline]
-    pub fn prefetch_person(&self, p: usize, rows: bool) {
-        if !rows {
-            prefetch(&self.offsets, p);
-            return;
-        }
-        let Some(&r) = self.offsets.get(p) else {
-            return;
+    /// The rows whose source concept is `s` but whose domain concept differs,
+    /// as runs in person order, one per cluster, with that cluster.
+    pub fn rows_with_other_source(&self, s: i64) -> Vec<(&[u32], u32)> {
+        let Ok(i) = self.cross_sources.binary_search(&s) else {
+            return Vec::new();
         };
-        let r = r as usize;
-        self.concept.prefetch(r);
-        self.start.prefetch(r);
-        self.end.prefetch(r);
-        self.id.prefetch(r);
-        self.visit.prefetch(r);
+        let mut list =
+            &self.cross_rows[self.cross_bounds[i] as usize..self.cross_bounds[i + 1] as usize];
+        let mut out = Vec::new();
+        while let Some(&first) = list.first() {
+            let c = self
+                .bounds
+                .partition_point(|&b| b <= first)
+                .saturating_sub(1);
+            let end = self.bounds.get(c + 1).copied().unwrap_or(u32::MAX);
+            let k = list.partition_point(|&r| r < end);
+            out.push((&list[..k], c as u32));
+            list = &list[k..];
+        }
+        out
     }
 
-    /// The row range of person index `p`.
+    /// The rows of cluster `c`.
+    #[inline]
+    pub fn cluster(&self, c: usize) -> std::ops::Range<usize> {
+        self.bounds[c] as usize..self.bounds[c + 1] as usize
+    }
+
+    /// The clusters whose concept is in the sorted set `ids`.
+    pub fn clusters_in(&self, ids: &[i64]) -> Vec<u32> {
+        let (mut i, mut j) = (0, 0);
+        let mut out = Vec::new();
+        while i < self.clusters.len() && j < ids.len() {
+            match self.clusters[i].cmp(&ids[j]) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    if self.clusters[i] != NULL_ID {
+                        out.push(i as u32);
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// The sub-range of `rows` (a cluster, sorted by person) whose persons lie in `lo..hi`.
+    #[inline]
+    pub fn persons_in(
+        &self,
+        rows: std::ops::Range<usize>,
+        lo: u32,
+        hi: u32,
+    ) -> std::ops::Range<usize> {
+        let slice = &self.person[rows.clone()];
+        let a = slice.partition_point(|&p| p < lo);
+        let b = a + slice[a..].partition_point(|&p| p < hi);
+        rows.start + a..rows.start + b
+    }
+
+    /// The row range of person index `p` (single-cluster tables with offsets only;
+    /// empty otherwise).
     #[inline]
     pub fn rows(&self, p: usize) -> std::ops::Range<usize> {
-        self.offsets[p] as usize..self.offsets[p + 1] as usize
+        match (self.offsets.get(p), self.offsets.get(p + 1)) {
+            (Some(&a), Some(&b)) => a as usize..b as usize,
+            _ => 0..0,
+        }
     }
 
     /// Number of rows.
     pub fn len(&self) -> usize {
-        self.start.stored_len().unwrap_or(0)
+        self.person.len()
     }
 
     /// True when the table has no rows.
@@ -910,12 +936,18 @@ impl EventTable {
 
     /// Bytes the columns hold in memory.
     pub fn heap_bytes(&self) -> usize {
-        self.offsets.len() * 4
+        (self.person.len()
+            + self.bounds.len()
+            + self.offsets.len()
+            + self.cross_bounds.len()
+            + self.cross_rows.len())
+            * 4
+            + self.cross_sources.len() * 8
+            + self.clusters.len() * 8
             + self.start.heap_bytes()
             + self.end.heap_bytes()
             + [
                 &self.id,
-                &self.concept,
                 &self.source,
                 &self.type_concept,
                 &self.visit,
@@ -933,6 +965,76 @@ impl EventTable {
                 })
                 .sum::<usize>()
     }
+
+    /// True when the layout is internally consistent for `n_persons` persons:
+    /// clusters ascending, bounds covering the rows, persons in range and
+    /// sorted inside each cluster, offsets (when present) matching the rows.
+    pub fn layout_is_consistent(&self, n_persons: usize) -> bool {
+        let rows = self.person.len();
+        let bounds_ok = self.bounds.len() == self.clusters.len() + 1
+            && self.bounds.first() == Some(&0)
+            && self.bounds.last().is_some_and(|&b| b as usize == rows)
+            && self.bounds.windows(2).all(|w| w[0] <= w[1])
+            && self.clusters.windows(2).all(|w| w[0] < w[1]);
+        if !bounds_ok {
+            return false;
+        }
+        let persons_ok = (0..self.clusters.len()).all(|c| {
+            let p = &self.person[self.cluster(c)];
+            p.windows(2).all(|w| w[0] <= w[1]) && p.last().is_none_or(|&x| (x as usize) < n_persons)
+        });
+        let offsets_ok = self.offsets.is_empty()
+            || (self.clusters.len() <= 1
+                && self.offsets.len() == n_persons + 1
+                && self.offsets.last().is_some_and(|&o| o as usize == rows)
+                && self.offsets.windows(2).all(|w| w[0] <= w[1])
+                && (0..n_persons)
+                    .all(|p| self.person[self.rows(p)].iter().all(|&x| x as usize == p)));
+        let cross_ok = self.cross_bounds.len() == self.cross_sources.len() + 1
+            && self.cross_bounds.first() == Some(&0)
+            && self
+                .cross_bounds
+                .last()
+                .is_some_and(|&b| b as usize == self.cross_rows.len())
+            && self.cross_bounds.windows(2).all(|w| w[0] <= w[1])
+            && self.cross_sources.windows(2).all(|w| w[0] < w[1])
+            && self.cross_bounds.windows(2).all(|w| {
+                let g = &self.cross_rows[w[0] as usize..w[1] as usize];
+                g.windows(2).all(|x| x[0] < x[1]) && g.last().is_none_or(|&r| (r as usize) < rows)
+            });
+        persons_ok && offsets_ok && cross_ok
+    }
+}
+
+/// Asks the CPU to start loading `v[i]` into its caches (no effect when `i`
+/// is out of range). Evaluation reads person-indexed arrays at scattered
+/// positions; asking a few persons ahead overlaps those cache misses.
+#[inline(always)]
+pub fn prefetch<T>(v: &[T], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(x) = v.get(i) {
+        // SAFETY: `x` is a valid reference; a prefetch hint neither reads nor
+        // writes memory as far as the program is concerned.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                (x as *const T).cast(),
+            )
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (v, i);
+}
+
+impl Days {
+    /// Prefetches the storage of row `r`.
+    #[inline(always)]
+    pub fn prefetch(&self, r: usize) {
+        match self {
+            Days::Null => {}
+            Days::Blocked { delta, .. } => prefetch(delta, r),
+            Days::Plain(v) => prefetch(v, r),
+        }
+    }
 }
 
 /// Which persons have rows with a given concept, per event table.
@@ -949,33 +1051,33 @@ pub struct ConceptIndex {
 impl ConceptIndex {
     /// Builds the bitmaps of one table.
     pub fn build(t: &EventTable) -> Self {
-        let mut concept: FxMap<i64, RoaringBitmap> = FxMap::default();
-        let mut source: FxMap<i64, RoaringBitmap> = FxMap::default();
+        let mut concept: HashMap<i64, RoaringBitmap> = HashMap::new();
         let mut any = RoaringBitmap::new();
-        let n_persons = t.offsets.len().saturating_sub(1);
-        for p in 0..n_persons {
-            let rows = t.rows(p);
-            if rows.is_empty() {
-                continue;
+        for (c, &value) in t.clusters.iter().enumerate() {
+            // Rows of a cluster are sorted by person, so each push appends (or is a repeat).
+            let mut b = RoaringBitmap::new();
+            for &p in &t.person[t.cluster(c)] {
+                b.try_push(p).ok();
             }
-            let p = p as u32;
-            any.try_push(p).ok();
-            for r in rows {
-                // Rows are sorted by person, so each push appends (or is a repeat).
-                concept
-                    .entry(t.concept.get(r))
-                    .or_default()
-                    .try_push(p)
-                    .ok();
+            any |= &b;
+            concept.insert(value, b);
+        }
+        let mut pairs: Vec<(i64, u32)> = (0..t.len())
+            .filter_map(|r| {
                 let s = t.source.get(r);
-                if s != NULL_ID {
-                    source.entry(s).or_default().try_push(p).ok();
-                }
-            }
+                (s != NULL_ID).then_some((s, t.person[r]))
+            })
+            .collect();
+        pairs.par_sort_unstable();
+        pairs.dedup();
+        let mut source: HashMap<i64, RoaringBitmap> = HashMap::new();
+        for chunk in pairs.chunk_by(|a, b| a.0 == b.0) {
+            let b = RoaringBitmap::from_sorted_iter(chunk.iter().map(|x| x.1)).unwrap_or_default();
+            source.insert(chunk[0].0, b);
         }
         ConceptIndex {
-            concept: concept.into_iter().collect(),
-            source: source.into_iter().collect(),
+            concept,
+            source,
             any,
         }
     }
@@ -1264,8 +1366,15 @@ impl Cdm {
 
 fn load_event_table(path: &Path, spec: &TableSpec, persons: &[i64]) -> Result<EventTable> {
     let n_persons = persons.len();
+    let single_cluster = spec.concept.is_none();
     let empty = || EventTable {
-        offsets: vec![0; n_persons + 1],
+        bounds: vec![0],
+        cross_bounds: vec![0],
+        offsets: if single_cluster {
+            vec![0; n_persons + 1]
+        } else {
+            Vec::new()
+        },
         ..EventTable::default()
     };
     // Columns are read one at a time and encoded right away, so that only one
@@ -1300,6 +1409,19 @@ fn load_event_table(path: &Path, spec: &TableSpec, persons: &[i64]) -> Result<Ev
             Ok(DataFrame::empty())
         }
     };
+    let plain_ids = |c: Option<&str>| -> Result<Vec<i64>> {
+        match c {
+            Some(c) => {
+                let df = column(c)?;
+                if df.width() == 0 {
+                    Ok(vec![NULL_ID; height])
+                } else {
+                    id_column(&df, c, path)
+                }
+            }
+            None => Ok(vec![NULL_ID; height]),
+        }
+    };
     let start = {
         let df = column(spec.start)?;
         if df.width() == 0 {
@@ -1308,19 +1430,13 @@ fn load_event_table(path: &Path, spec: &TableSpec, persons: &[i64]) -> Result<Ev
             day_column(&df, spec.start, path)?
         }
     };
-    let id = {
-        let df = column(spec.id)?;
-        if df.width() == 0 {
-            vec![NULL_ID; height]
-        } else {
-            id_column(&df, spec.id, path)?
-        }
-    };
-    if start.len() != height || id.len() != height {
+    let id = plain_ids(Some(spec.id))?;
+    let concept = plain_ids(spec.concept)?;
+    if start.len() != height || id.len() != height || concept.len() != height {
         return Err(cdm_err(path, "columns differ in length"));
     }
 
-    // Keep rows of known persons with a start date, ordered by person, start, id.
+    // Keep rows of known persons with a start date, ordered by concept, person, start, id.
     let pidx: Vec<u32> = pid
         .par_iter()
         .zip(start.par_iter())
@@ -1335,15 +1451,39 @@ fn load_event_table(path: &Path, spec: &TableSpec, persons: &[i64]) -> Result<Ev
     let mut order: Vec<u32> = (0..height as u32)
         .filter(|&i| pidx[i as usize] != u32::MAX)
         .collect();
-    order.par_sort_unstable_by_key(|&i| (pidx[i as usize], start[i as usize], id[i as usize], i));
-    let mut offsets = vec![0u32; n_persons + 1];
-    for &i in &order {
-        offsets[pidx[i as usize] as usize + 1] += 1;
+    order.par_sort_unstable_by_key(|&i| {
+        let i = i as usize;
+        (concept[i], pidx[i], start[i], id[i], i)
+    });
+    let mut clusters = Vec::new();
+    let mut bounds = vec![0u32];
+    for (k, &i) in order.iter().enumerate() {
+        let c = concept[i as usize];
+        if clusters.last() != Some(&c) {
+            if !clusters.is_empty() {
+                bounds.push(k as u32);
+            }
+            clusters.push(c);
+        }
     }
+    if !clusters.is_empty() {
+        bounds.push(order.len() as u32);
+    }
+    drop(concept);
+    let person: Vec<u32> = order.iter().map(|&i| pidx[i as usize]).collect();
     drop(pidx);
-    for p in 0..n_persons {
-        offsets[p + 1] += offsets[p];
-    }
+    let offsets = if single_cluster {
+        let mut offsets = vec![0u32; n_persons + 1];
+        for &p in &person {
+            offsets[p as usize + 1] += 1;
+        }
+        for p in 0..n_persons {
+            offsets[p + 1] += offsets[p];
+        }
+        offsets
+    } else {
+        Vec::new()
+    };
     let start_col = Days::encode(&start, &order);
     drop(start);
     let id_col = Ids::encode(&id, &order);
@@ -1366,8 +1506,40 @@ fn load_event_table(path: &Path, spec: &TableSpec, persons: &[i64]) -> Result<Ev
         }
         _ => Days::Null,
     };
-    let concept = ids(spec.concept)?;
-    let source = ids(spec.source)?;
+    // The rows whose source concept differs from their concept, by source concept.
+    let (source, cross_sources, cross_bounds, cross_rows) = match spec.source {
+        Some(c) if present(c)? => {
+            let df = read_table(path, &[c])?.unwrap_or_default();
+            let raw = id_column(&df, c, path)?;
+            drop(df);
+            let mut cross: Vec<(i64, u32)> = Vec::new();
+            for (k, cluster) in clusters.iter().enumerate() {
+                for row in bounds[k]..bounds[k + 1] {
+                    let s = raw[order[row as usize] as usize];
+                    if s != NULL_ID && s != *cluster {
+                        cross.push((s, row));
+                    }
+                }
+            }
+            cross.par_sort_unstable();
+            let mut sources = Vec::new();
+            let mut sbounds = vec![0u32];
+            for (k, &(s, _)) in cross.iter().enumerate() {
+                if sources.last() != Some(&s) {
+                    if !sources.is_empty() {
+                        sbounds.push(k as u32);
+                    }
+                    sources.push(s);
+                }
+            }
+            if !sources.is_empty() {
+                sbounds.push(cross.len() as u32);
+            }
+            let rows = cross.into_iter().map(|(_, r)| r).collect();
+            (Ids::encode(&raw, &order), sources, sbounds, rows)
+        }
+        _ => (Ids::Const(NULL_ID), Vec::new(), vec![0], Vec::new()),
+    };
     let type_concept = ids(spec.type_concept)?;
     let visit = ids(spec.visit)?;
     let provider = ids(spec.provider)?;
@@ -1387,16 +1559,21 @@ fn load_event_table(path: &Path, spec: &TableSpec, persons: &[i64]) -> Result<Ev
         extras.insert(*e, col);
     }
     Ok(EventTable {
+        person,
+        clusters,
+        bounds,
         offsets,
         id: id_col,
         start: start_col,
         end,
-        concept,
         source,
         type_concept,
         visit,
         provider,
         extras,
+        cross_sources,
+        cross_bounds,
+        cross_rows,
     })
 }
 

@@ -1,17 +1,31 @@
-//! Per-person evaluation of a [`CohortPlan`].
+//! Evaluation of a [`CohortPlan`].
 //!
 //! Every step of Circe's generated SQL is a join or window partitioned by
-//! person, so a cohort is evaluated one person at a time over that person's
-//! slice of each event table, in parallel with rayon. Results are gathered in
-//! person order, so the output does not depend on thread scheduling.
+//! person, so a cohort can be evaluated one person at a time. Persons are
+//! split into chunks of consecutive person indexes, and the chunks are
+//! evaluated in parallel with rayon. Within a chunk:
+//!
+//! 1. the rows of each primary criteria are *gathered*: the clusters of its
+//!    concept set (see [`EventTable`]) are cut to the chunk's persons and
+//!    merged into one list per person, in time order, and the criteria's
+//!    filters turn them into [`CRow`]s;
+//! 2. each person with such rows gets its entry events;
+//! 3. the rows of every other criteria (additional criteria, inclusion rules,
+//!    censoring, nested correlated criteria) are gathered the same way, for
+//!    the persons with entry events only;
+//! 4. each of those persons is evaluated over its slices of these rows.
+//!
+//! So only the rows of the concepts a definition names are read, front to
+//! back. Results are joined in chunk order, so the output does not depend on
+//! thread scheduling.
 
-use crate::cdm::{Cdm, Day, Domain, EventTable, Extra, NULL_DAY, NULL_ID};
+use crate::cdm::{Cdm, Day, Domain, EventTable, Extra, Matcher, NULL_DAY, NULL_ID, prefetch};
 use crate::plan::{
     Bound, CohortPlan, CorrelatedPlan, CountColumn, CriteriaPlan, DateCol, DemographicPlan,
     EndPlan, EndRule, Filter, GroupPlan, GroupRule, IdCol, Limit, NumCol, WindowPlan,
 };
+use crate::{CohortRow, Partial};
 use rayon::prelude::*;
-use roaring::RoaringBitmap;
 use std::collections::BTreeMap;
 
 /// One row of a criteria query: an event with its Circe dates.
@@ -41,29 +55,6 @@ pub struct IndexEvent {
     pub op_end: Day,
     /// visit_occurrence_id.
     pub visit: i64,
-}
-
-impl PersonOutcome {
-    /// True when the person contributes nothing (no episode, no statistics).
-    pub fn is_empty(&self) -> bool {
-        self.episodes.is_empty()
-            && self.event_masks.is_empty()
-            && self.best_mask.is_none()
-            && !self.before_censor_window
-    }
-}
-
-/// What one person contributes to a cohort.
-#[derive(Debug, Clone, Default)]
-pub struct PersonOutcome {
-    /// Final cohort episodes (start, end).
-    pub episodes: Vec<(Day, Day)>,
-    /// Inclusion rule mask of every qualified event.
-    pub event_masks: Vec<u64>,
-    /// Mask of the person's best qualified event, if any.
-    pub best_mask: Option<u64>,
-    /// The person had episodes before the censor window was applied.
-    pub before_censor_window: bool,
 }
 
 #[inline]
@@ -99,13 +90,330 @@ pub fn year_of(day: Day) -> i64 {
     if m <= 2 { y + 1 } else { y }
 }
 
-#[inline]
-fn contains(ids: &[i64], v: i64) -> bool {
-    v != NULL_ID && ids.binary_search(&v).is_ok()
+/// Persons per chunk: enough chunks to keep both cores busy, few enough that
+/// cutting every cluster of a large concept set to a chunk stays cheap.
+fn chunk_size(persons: usize) -> usize {
+    (persons / 64).clamp(2048, 16_384)
+}
+
+/// Evaluates a compiled plan over every person of `cdm`.
+pub(crate) fn run(cdm: &Cdm, plan: &CohortPlan) -> Partial {
+    let n = cdm.person_count();
+    let size = chunk_size(n);
+    let chunks: Vec<(u32, u32)> = (0..n)
+        .step_by(size)
+        .map(|lo| (lo as u32, (lo + size).min(n) as u32))
+        .collect();
+    let ev = Evaluator { cdm, plan };
+    let parts: Vec<Partial> = chunks
+        .par_iter()
+        .map(|&(lo, hi)| ev.chunk(lo, hi))
+        .collect();
+    let mut out = Partial {
+        rows: Vec::with_capacity(parts.iter().map(|p| p.rows.len()).sum()),
+        ..Partial::default()
+    };
+    for p in parts {
+        out.rows.extend_from_slice(&p.rows);
+        out.event_masks.extend_from_slice(&p.event_masks);
+        out.best_masks.extend_from_slice(&p.best_masks);
+        out.censored_lost += p.censored_lost;
+    }
+    out
+}
+
+/// A run of rows of one table, in person order: a range of rows, or a list of row numbers.
+#[derive(Clone, Copy)]
+enum Run<'t> {
+    Range(usize, usize),
+    List(&'t [u32]),
+}
+
+impl Run<'_> {
+    #[inline]
+    fn len(&self) -> usize {
+        match self {
+            Run::Range(a, b) => b - a,
+            Run::List(l) => l.len(),
+        }
+    }
+
+    #[inline]
+    fn row(&self, i: usize) -> usize {
+        match self {
+            Run::Range(a, _) => a + i,
+            Run::List(l) => l[i] as usize,
+        }
+    }
+
+    /// The part of the run whose persons lie in `lo..hi`.
+    fn persons_in(self, t: &EventTable, lo: u32, hi: u32) -> Self {
+        match self {
+            Run::Range(a, b) => {
+                let r = t.persons_in(a..b, lo, hi);
+                Run::Range(r.start, r.end)
+            }
+            Run::List(l) => {
+                let a = l.partition_point(|&r| t.person[r as usize] < lo);
+                let b = a + l[a..].partition_point(|&r| t.person[r as usize] < hi);
+                Run::List(&l[a..b])
+            }
+        }
+    }
+}
+
+/// Which rows of a run qualify beyond their cluster.
+#[derive(Clone, Copy)]
+enum Pred<'p> {
+    /// Every row.
+    All,
+    /// The source concept matches.
+    Source(&'p Matcher),
+    /// The source concept matches and equals the cluster's concept (the rows
+    /// whose source differs are found through the table's source index).
+    SourceIsConcept(&'p Matcher, i64),
+}
+
+/// Rows gathered for the persons of a chunk: `rows[starts[i]..starts[i + 1]]`
+/// are (row, cluster) of person `persons[i]`, in start date and id order.
+#[derive(Default)]
+struct Gathered {
+    persons: Vec<u32>,
+    starts: Vec<u32>,
+    rows: Vec<(u32, u32)>,
+}
+
+impl Gathered {
+    /// Closes the group of the person whose rows were pushed last (if any).
+    #[inline]
+    fn close(&mut self, person: u32, from: usize) {
+        if self.rows.len() > from {
+            self.persons.push(person);
+            self.starts.push(self.rows.len() as u32);
+        }
+    }
+}
+
+/// Gathers the rows of `runs` (each with its cluster and predicate) for persons
+/// `lo..lo + n`, only those marked in `allowed` when it is given.
+fn gather(
+    t: &EventTable,
+    runs: &[(Run<'_>, u32, Pred<'_>)],
+    lo: u32,
+    n: usize,
+    allowed: Option<&[bool]>,
+) -> Gathered {
+    let hi = lo + n as u32;
+    let runs: Vec<(Run<'_>, u32, Pred<'_>)> = runs
+        .iter()
+        .map(|&(r, c, p)| (r.persons_in(t, lo, hi), c, p))
+        .filter(|(r, _, _)| r.len() > 0)
+        .collect();
+    let keep = |r: usize, pred: Pred<'_>| -> bool {
+        if let Some(a) = allowed
+            && !a[(t.person[r] - lo) as usize]
+        {
+            return false;
+        }
+        match pred {
+            Pred::All => true,
+            Pred::Source(m) => m.test(&t.source, r),
+            Pred::SourceIsConcept(m, c) => t.source.get(r) == c && m.test(&t.source, r),
+        }
+    };
+    let mut g = Gathered {
+        starts: vec![0],
+        ..Gathered::default()
+    };
+    if runs.len() == 1 {
+        // One run is already in person, start and id order.
+        let (run, c, pred) = runs[0];
+        let mut current = u32::MAX;
+        let mut from = 0;
+        for i in 0..run.len() {
+            let r = run.row(i);
+            if keep(r, pred) {
+                let p = t.person[r];
+                if p != current {
+                    if current != u32::MAX {
+                        g.close(current, from);
+                    }
+                    current = p;
+                    from = g.rows.len();
+                }
+                g.rows.push((r as u32, c));
+            }
+        }
+        if current != u32::MAX {
+            g.close(current, from);
+        }
+        return g;
+    }
+    // Several runs: a counting sort by person, with per-thread arrays over the
+    // chunk's persons (only the entries touched are reset), and bitsets of the
+    // persons seen and of those with rows from more than one run.
+    GATHER.with_borrow_mut(|sc| {
+        if sc.count.len() < n {
+            sc.count.resize(n, 0);
+            sc.last_run.resize(n, u32::MAX);
+        }
+        let words = n.div_ceil(64);
+        let mut seen = vec![0u64; words];
+        let mut mixed = vec![0u64; words];
+        for (k, &(run, _, pred)) in runs.iter().enumerate() {
+            for i in 0..run.len() {
+                let r = run.row(i);
+                if keep(r, pred) {
+                    let p = (t.person[r] - lo) as usize;
+                    sc.count[p] += 1;
+                    seen[p / 64] |= 1 << (p % 64);
+                    if sc.last_run[p] != k as u32 {
+                        if sc.last_run[p] != u32::MAX {
+                            mixed[p / 64] |= 1 << (p % 64);
+                        }
+                        sc.last_run[p] = k as u32;
+                    }
+                }
+            }
+        }
+        // Persons in order, their row ranges; `count` becomes each one's fill position.
+        let mut total = 0u32;
+        for (w, &bits) in seen.iter().enumerate() {
+            let mut b = bits;
+            while b != 0 {
+                let p = w * 64 + b.trailing_zeros() as usize;
+                b &= b - 1;
+                let c = sc.count[p];
+                sc.count[p] = total;
+                total += c;
+                g.persons.push(lo + p as u32);
+                g.starts.push(total);
+            }
+        }
+        g.rows = vec![(0u32, 0u32); total as usize];
+        for &(run, c, pred) in &runs {
+            for i in 0..run.len() {
+                let r = run.row(i);
+                if keep(r, pred) {
+                    let p = (t.person[r] - lo) as usize;
+                    g.rows[sc.count[p] as usize] = (r as u32, c);
+                    sc.count[p] += 1;
+                }
+            }
+        }
+        for (k, &p) in g.persons.iter().enumerate() {
+            let i = (p - lo) as usize;
+            sc.count[i] = 0;
+            sc.last_run[i] = u32::MAX;
+            if mixed[i / 64] & (1 << (i % 64)) != 0 {
+                let seg = &mut g.rows[g.starts[k] as usize..g.starts[k + 1] as usize];
+                // Stable: rows of equal start and id keep their cluster order.
+                seg.sort_by_key(|&(r, _)| (t.start.get(r as usize), t.id.get(r as usize)));
+            }
+        }
+    });
+    g
+}
+
+/// Per-thread arrays of [`gather`]'s counting sort, all zero (`u32::MAX` for
+/// `last_run`) between calls.
+#[derive(Default)]
+struct GatherScratch {
+    count: Vec<u32>,
+    last_run: Vec<u32>,
+}
+
+thread_local! {
+    static GATHER: std::cell::RefCell<GatherScratch> = std::cell::RefCell::new(GatherScratch::default());
+}
+
+/// Rows grouped by person, for the persons of a chunk that have any:
+/// `rows[starts[i]..starts[i + 1]]` belong to person `persons[i]`.
+/// Persons are looked up in ascending order, so a cursor finds them.
+struct Grouped<T> {
+    persons: Vec<u32>,
+    starts: Vec<u32>,
+    rows: Vec<T>,
+    cursor: std::cell::Cell<usize>,
+}
+
+impl<T> Default for Grouped<T> {
+    fn default() -> Self {
+        Self {
+            persons: Vec::new(),
+            starts: vec![0],
+            rows: Vec::new(),
+            cursor: std::cell::Cell::new(0),
+        }
+    }
+}
+
+impl<T> Grouped<T> {
+    /// The rows of person `p`.
+    #[inline]
+    fn of(&self, p: u32) -> &[T] {
+        let mut c = self.cursor.get();
+        if c > 0 && self.persons.get(c - 1).is_some_and(|&q| q >= p) {
+            c = self.persons.partition_point(|&q| q < p);
+        }
+        while c < self.persons.len() && self.persons[c] < p {
+            c += 1;
+        }
+        self.cursor.set(c);
+        if c < self.persons.len() && self.persons[c] == p {
+            &self.rows[self.starts[c] as usize..self.starts[c + 1] as usize]
+        } else {
+            &[]
+        }
+    }
+
+    /// Appends person `p`'s rows (pushed onto `rows` since position `from`).
+    #[inline]
+    fn close(&mut self, p: u32, from: usize) {
+        if self.rows.len() > from {
+            self.persons.push(p);
+            self.starts.push(self.rows.len() as u32);
+        }
+    }
+}
+
+/// Buffers reused from person to person.
+#[derive(Default)]
+struct Scratch {
+    cands: Vec<(CRow, Day, Day)>,
+    qualified: Vec<IndexEvent>,
+    masks: Vec<u64>,
+    ends: Vec<(Day, Day)>,
+    episodes: Vec<(Day, Day)>,
+    spans: Vec<(Day, Day)>,
+    eras: Vec<(Day, Day)>,
+}
+
+/// What is known about one chunk of persons while it is evaluated.
+struct Chunk {
+    lo: u32,
+    n: usize,
+    /// Gathered rows of each criteria, by [`CriteriaPlan::slot`].
+    batches: Vec<Grouped<CRow>>,
+    /// Per person, (visit_occurrence_id, visit_concept_id) of every visit, for
+    /// criteria that join their visit.
+    visits: Option<Grouped<(i64, i64)>>,
+    /// Custom era spans (start, end) per person, for the custom era end strategy.
+    spans: Option<Grouped<(Day, Day)>>,
+}
+
+impl Chunk {
+    #[inline]
+    fn rows(&self, slot: usize, p: usize) -> &[CRow] {
+        match self.batches.get(slot) {
+            Some(b) => b.of(p as u32),
+            None => &[],
+        }
+    }
 }
 
 /// Evaluates one compiled cohort over one CDM.
-pub struct Evaluator<'a> {
+struct Evaluator<'a> {
     cdm: &'a Cdm,
     plan: &'a CohortPlan,
 }
@@ -113,6 +421,7 @@ pub struct Evaluator<'a> {
 struct RowCtx<'t> {
     t: &'t EventTable,
     r: usize,
+    concept: i64,
     start: Day,
     end: Day,
     visit_concept: i64,
@@ -120,50 +429,312 @@ struct RowCtx<'t> {
 }
 
 impl<'a> Evaluator<'a> {
-    /// Prepares an evaluator.
-    pub fn new(cdm: &'a Cdm, plan: &'a CohortPlan) -> Self {
-        Self { cdm, plan }
-    }
-
-    /// The persons that can have an entry event: those with a row matching a
-    /// primary criteria's concept sets (all persons with rows otherwise).
-    pub fn candidates(&self) -> RoaringBitmap {
-        let mut out = RoaringBitmap::new();
-        for c in &self.plan.primary {
-            match &c.persons {
-                Some(b) => out |= b.as_ref(),
-                None => out |= &self.cdm.concept_index(c.domain).any,
+    /// Evaluates the persons `lo..hi`.
+    fn chunk(&self, lo: u32, hi: u32) -> Partial {
+        let plan = self.plan;
+        let n = (hi - lo) as usize;
+        let mut ch = Chunk {
+            lo,
+            n,
+            batches: (0..plan.slots).map(|_| Grouped::default()).collect(),
+            visits: None,
+            spans: None,
+        };
+        let mut part = Partial::default();
+        for c in &plan.primary {
+            self.build(&mut ch, c, None);
+        }
+        // The persons with a primary row, ascending.
+        let mut candidates: Vec<u32> = Vec::new();
+        for c in &plan.primary {
+            candidates.extend_from_slice(&ch.batches[c.slot].persons);
+        }
+        if plan.primary.len() > 1 {
+            candidates.sort_unstable();
+            candidates.dedup();
+        }
+        // Their observation periods, read in one tight loop so that the cache
+        // misses of consecutive persons overlap.
+        let ops = self.cdm.table(Domain::ObservationPeriod);
+        let mut periods: Vec<(Day, Day)> = Vec::with_capacity(candidates.len() * 2);
+        let mut period_ends: Vec<u32> = Vec::with_capacity(candidates.len());
+        for (k, &p) in candidates.iter().enumerate() {
+            if let Some(&q) = candidates.get(k + 16) {
+                prefetch(&ops.offsets, q as usize);
+            }
+            if let Some(&q) = candidates.get(k + 8)
+                && let Some(&o) = ops.offsets.get(q as usize)
+            {
+                ops.start.prefetch(o as usize);
+                ops.end.prefetch(o as usize);
+            }
+            for o in ops.rows(p as usize) {
+                periods.push((ops.start.get(o), ops.end.get(o)));
+            }
+            period_ends.push(periods.len() as u32);
+        }
+        // Entry events of each of them.
+        let mut scratch = Scratch::default();
+        let mut events: Grouped<IndexEvent> = Grouped::default();
+        let mut has_events = vec![false; n];
+        let mut period_start = 0usize;
+        for (k, &p) in candidates.iter().enumerate() {
+            let from = events.rows.len();
+            let mine = &periods[period_start..period_ends[k] as usize];
+            period_start = period_ends[k] as usize;
+            self.primary_events(&ch, p as usize, mine, &mut scratch.cands, &mut events.rows);
+            events.close(p, from);
+            if events.rows.len() > from {
+                has_events[(p - lo) as usize] = true;
             }
         }
-        // Entry events lie in an observation period, and qualify only when the
-        // additional criteria can pass (entry events have unique ids).
-        out &= &self.cdm.concept_index(Domain::ObservationPeriod).any;
-        if let Some(b) = self
-            .plan
-            .additional
-            .as_ref()
-            .and_then(|g| g.necessary_persons(true))
-        {
-            out &= b;
+        drop(candidates);
+        drop(periods);
+        if events.persons.is_empty() {
+            return part;
         }
-        out
+        // Everything else is gathered for the persons with entry events only.
+        if let Some(g) = &plan.additional {
+            self.build_group(&mut ch, g, Some(&has_events));
+        }
+        for g in &plan.rules {
+            self.build_group(&mut ch, g, Some(&has_events));
+        }
+        for c in &plan.censoring {
+            self.build(&mut ch, c, Some(&has_events));
+        }
+        if let EndPlan::CustomEra {
+            drugs,
+            clusters,
+            days_supply,
+            ..
+        } = &plan.end
+        {
+            ch.spans = Some(self.custom_era_spans(&ch, drugs, clusters, *days_supply, &has_events));
+        }
+        part.rows.reserve(events.persons.len());
+        for (i, &p) in events.persons.iter().enumerate() {
+            let evs = &events.rows[events.starts[i] as usize..events.starts[i + 1] as usize];
+            self.person(&ch, p as usize, evs, &mut scratch, &mut part);
+        }
+        // Rows carry the person index until here; person ids are looked up in
+        // one tight loop.
+        let ids = &self.cdm.persons.id;
+        for k in 0..part.rows.len() {
+            if let Some(r) = part.rows.get(k + 16) {
+                prefetch(ids, r.subject_id as usize);
+            }
+            let r = &mut part.rows[k];
+            r.subject_id = ids[r.subject_id as usize];
+        }
+        part
     }
 
-    /// Evaluates every candidate person, in parallel. The result holds the
-    /// persons with a qualified event, in person order.
-    pub fn run(&self) -> Vec<(usize, PersonOutcome)> {
-        let candidates: Vec<u32> = self.candidates().iter().collect();
-        candidates
-            .par_iter()
-            .map(|&p| (p as usize, self.person(p as usize)))
-            .filter(|(_, o)| !o.is_empty())
-            .collect()
+    /// The runs of rows a criteria reads: the clusters of its concept set, or
+    /// for a source concept set alone, the rows of each source concept.
+    fn runs<'t>(&self, t: &'t EventTable, cp: &'t CriteriaPlan) -> Vec<(Run<'t>, u32, Pred<'t>)> {
+        let source_pred = cp.source_match.as_ref().map_or(Pred::All, Pred::Source);
+        match (&cp.clusters, &cp.source_codeset, &cp.source_match) {
+            (Some(cl), _, _) => cl
+                .iter()
+                .map(|&c| {
+                    let r = t.cluster(c as usize);
+                    (Run::Range(r.start, r.end), c, source_pred)
+                })
+                .collect(),
+            (None, Some(set), Some(m)) => {
+                let mut runs = Vec::new();
+                for &s in set.iter() {
+                    if let Ok(c) = t.clusters.binary_search(&s) {
+                        let r = t.cluster(c);
+                        runs.push((
+                            Run::Range(r.start, r.end),
+                            c as u32,
+                            Pred::SourceIsConcept(m, s),
+                        ));
+                    }
+                    for (list, c) in t.rows_with_other_source(s) {
+                        runs.push((Run::List(list), c, Pred::All));
+                    }
+                }
+                runs
+            }
+            _ => (0..t.clusters.len())
+                .map(|c| {
+                    let r = t.cluster(c);
+                    (Run::Range(r.start, r.end), c as u32, source_pred)
+                })
+                .collect(),
+        }
+    }
+
+    fn build_group(&self, ch: &mut Chunk, g: &GroupPlan, allowed: Option<&[bool]>) {
+        for c in &g.criteria {
+            self.build(ch, &c.criteria, allowed);
+        }
+        for s in &g.groups {
+            self.build_group(ch, s, allowed);
+        }
+    }
+
+    /// Gathers the rows of `cp` (and of the criteria nested in it) for the
+    /// chunk's persons (those marked in `allowed` when given).
+    fn build(&self, ch: &mut Chunk, cp: &CriteriaPlan, allowed: Option<&[bool]>) {
+        let t = self.cdm.table(cp.domain);
+        let (lo, n) = (ch.lo, ch.n);
+        let gathered = gather(t, &self.runs(t, cp), lo, n, allowed);
+        if cp.needs_visit && ch.visits.is_none() {
+            ch.visits = Some(self.visits(lo, n));
+        }
+        let mut out: Grouped<CRow> = Grouped {
+            rows: Vec::with_capacity(gathered.rows.len()),
+            ..Grouped::default()
+        };
+        let persons = &self.cdm.persons;
+        for (i, &p) in gathered.persons.iter().enumerate() {
+            if cp.needs_person && !persons.in_person_table[p as usize] {
+                continue;
+            }
+            let visits = ch.visits.as_ref().map(|v| v.of(p));
+            let from = out.rows.len();
+            for &(r, c) in
+                &gathered.rows[gathered.starts[i] as usize..gathered.starts[i + 1] as usize]
+            {
+                if let Some(row) = self.row(
+                    cp,
+                    t,
+                    r as usize,
+                    t.clusters[c as usize],
+                    p as usize,
+                    visits,
+                ) {
+                    out.rows.push(row);
+                }
+                if cp.first {
+                    break;
+                }
+            }
+            out.close(p, from);
+        }
+        drop(gathered);
+        if let Some(g) = &cp.correlated {
+            // The nested group is tested with this criteria's rows as index events.
+            let mut with_rows = vec![false; n];
+            for &p in &out.persons {
+                with_rows[(p - lo) as usize] = true;
+            }
+            self.build_group(ch, g, Some(&with_rows));
+            let mut kept: Grouped<CRow> = Grouped::default();
+            let ops = self.cdm.table(Domain::ObservationPeriod);
+            for (i, &p) in out.persons.iter().enumerate() {
+                let mine = &out.rows[out.starts[i] as usize..out.starts[i + 1] as usize];
+                let mut evs = Vec::new();
+                for row in mine {
+                    for o in ops.rows(p as usize) {
+                        if le(ops.start.get(o), row.start) && ge(ops.end.get(o), row.start) {
+                            evs.push(IndexEvent {
+                                event_id: row.event_id,
+                                start: row.start,
+                                end: row.end,
+                                op_start: ops.start.get(o),
+                                op_end: ops.end.get(o),
+                                visit: row.visit,
+                            });
+                        }
+                    }
+                }
+                let pass = self.group(ch, g, p as usize, &evs);
+                let mut ok: Vec<i64> = evs
+                    .iter()
+                    .zip(&pass)
+                    .filter(|(_, ok)| **ok)
+                    .map(|(e, _)| e.event_id)
+                    .collect();
+                ok.sort_unstable();
+                let from = kept.rows.len();
+                kept.rows.extend(
+                    mine.iter()
+                        .filter(|r| ok.binary_search(&r.event_id).is_ok())
+                        .copied(),
+                );
+                kept.close(p, from);
+            }
+            out = kept;
+        }
+        ch.batches[cp.slot] = out;
+    }
+
+    /// The visits of persons `lo..lo + n`: every row of visit_occurrence.
+    fn visits(&self, lo: u32, n: usize) -> Grouped<(i64, i64)> {
+        let t = self.cdm.table(Domain::VisitOccurrence);
+        let runs: Vec<(Run<'_>, u32, Pred<'_>)> = (0..t.clusters.len())
+            .map(|c| {
+                let r = t.cluster(c);
+                (Run::Range(r.start, r.end), c as u32, Pred::All)
+            })
+            .collect();
+        let g = gather(t, &runs, lo, n, None);
+        Grouped {
+            rows: g
+                .rows
+                .iter()
+                .map(|&(r, c)| (t.id.get(r as usize), t.clusters[c as usize]))
+                .collect(),
+            persons: g.persons,
+            starts: g.starts,
+            cursor: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Custom era spans of the persons marked in `allowed`: drug exposures
+    /// whose concept, or separately whose source concept, is in `drugs`.
+    fn custom_era_spans(
+        &self,
+        ch: &Chunk,
+        drugs: &[i64],
+        clusters: &[u32],
+        days_supply: Option<i32>,
+        allowed: &[bool],
+    ) -> Grouped<(Day, Day)> {
+        let t = self.cdm.table(Domain::DrugExposure);
+        let mut runs: Vec<(Run<'_>, u32, Pred<'_>)> = clusters
+            .iter()
+            .map(|&c| {
+                let r = t.cluster(c as usize);
+                (Run::Range(r.start, r.end), c, Pred::All)
+            })
+            .collect();
+        // Rows whose source concept is in the set but differs from their concept
+        // (a row whose concept and source concept are both in the set counts twice,
+        // as in the SQL; a repeated span does not change the eras).
+        for &s in drugs {
+            for (list, c) in t.rows_with_other_source(s) {
+                runs.push((Run::List(list), c, Pred::All));
+            }
+        }
+        let g = gather(t, &runs, ch.lo, ch.n, Some(allowed));
+        let mut out: Grouped<(Day, Day)> = Grouped::default();
+        for (i, &p) in g.persons.iter().enumerate() {
+            let from = out.rows.len();
+            for &(r, c) in &g.rows[g.starts[i] as usize..g.starts[i + 1] as usize] {
+                let r = r as usize;
+                let span = (t.start.get(r), drug_end(t, r, days_supply));
+                out.rows.push(span);
+                // A row matching on both its concept and (the same) source concept is
+                // a span of each of the SQL's two queries.
+                if t.source.get(r) == t.clusters[c as usize] {
+                    out.rows.push(span);
+                }
+            }
+            out.close(p, from);
+        }
+        out
     }
 
     fn id_value(&self, col: IdCol, ctx: &RowCtx<'_>, p: usize) -> i64 {
         let persons = &self.cdm.persons;
         match col {
-            IdCol::Concept => ctx.t.concept.get(ctx.r),
+            IdCol::Concept => ctx.concept,
             IdCol::Type => ctx.t.type_concept.get(ctx.r),
             IdCol::Extra(e) => ctx.t.extra_id(e).map_or(NULL_ID, |c| c.get(ctx.r)),
             IdCol::Gender => persons.gender[p],
@@ -181,7 +752,6 @@ impl<'a> Evaluator<'a> {
             IdCol::PlaceOfService => ctx.place_of_service,
         }
     }
-
     fn num_value(&self, col: NumCol, ctx: &RowCtx<'_>, p: usize) -> f64 {
         let num = |e: Extra| ctx.t.extra_num(e).map_or(f64::NAN, |c| c.get(ctx.r));
         let yob = self.cdm.persons.year_of_birth[p];
@@ -248,141 +818,84 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// The rows a criteria selects for person `p`, correlated criteria applied.
-    fn criteria_rows(&self, cp: &CriteriaPlan, p: usize) -> Vec<CRow> {
-        let mut out = Vec::new();
-        if cp.needs_person && !self.cdm.persons.in_person_table[p] {
-            return out;
+    /// Row `r` of `t` (cluster concept `concept`) as a row of criteria `cp`
+    /// for person `p`, or `None` when a filter or join drops it. `visits` are
+    /// the person's visits, when the criteria joins them.
+    #[inline]
+    fn row(
+        &self,
+        cp: &CriteriaPlan,
+        t: &EventTable,
+        r: usize,
+        concept: i64,
+        p: usize,
+        visits: Option<&[(i64, i64)]>,
+    ) -> Option<CRow> {
+        let raw_start = t.start.get(r);
+        let raw_end = match cp.end_rule {
+            EndRule::Stored => t.end.get(r),
+            EndRule::StoredOrNextDay => {
+                let e = t.end.get(r);
+                if e == NULL_DAY {
+                    add_days(raw_start, 1)
+                } else {
+                    e
+                }
+            }
+            EndRule::DrugExposure => drug_end(t, r, None),
+            EndRule::NextDay => add_days(raw_start, 1),
+        };
+        let (start, end) = match cp.date_adjustment {
+            Some((s_from_end, so, e_from_start, eo)) => (
+                add_days(if s_from_end { raw_end } else { raw_start }, so),
+                add_days(if e_from_start { raw_start } else { raw_end }, eo),
+            ),
+            None => (raw_start, raw_end),
+        };
+        let mut visit_concept = NULL_ID;
+        if cp.needs_visit {
+            let v = t.visit.get(r);
+            if v == NULL_ID {
+                return None;
+            }
+            visit_concept = visits?.iter().find(|x| x.0 == v)?.1;
         }
-        if let Some(b) = &cp.persons
-            && !b.contains(p as u32)
-        {
-            return out;
+        let mut place_of_service = NULL_ID;
+        if cp.needs_care_site {
+            let cs = t.extra_id(Extra::CareSite).map_or(NULL_ID, |c| c.get(r));
+            place_of_service = *self.cdm.care_site_place.get(&cs)?;
         }
-        let t = self.cdm.table(cp.domain);
-        let visits = self.cdm.table(Domain::VisitOccurrence);
-        let mut seen_first = false;
-        for r in t.rows(p) {
-            if let Some(m) = &cp.concept_match
-                && !m.test(&t.concept, r)
-            {
-                continue;
-            }
-            if let Some(m) = &cp.source_match
-                && !m.test(&t.source, r)
-            {
-                continue;
-            }
-            if cp.first {
-                if seen_first {
-                    break;
-                }
-                seen_first = true;
-            }
-            let raw_start = t.start.get(r);
-            let raw_end = match cp.end_rule {
-                EndRule::Stored => t.end.get(r),
-                EndRule::StoredOrNextDay => {
-                    if t.end.get(r) == NULL_DAY {
-                        add_days(raw_start, 1)
-                    } else {
-                        t.end.get(r)
-                    }
-                }
-                EndRule::DrugExposure => drug_end(t, r, None),
-                EndRule::NextDay => add_days(raw_start, 1),
-            };
-            let (start, end) = match cp.date_adjustment {
-                Some((s_from_end, so, e_from_start, eo)) => (
-                    add_days(if s_from_end { raw_end } else { raw_start }, so),
-                    add_days(if e_from_start { raw_start } else { raw_end }, eo),
-                ),
-                None => (raw_start, raw_end),
-            };
-            let mut visit_concept = NULL_ID;
-            if cp.needs_visit {
-                let v = t.visit.get(r);
-                let found = visits
-                    .rows(p)
-                    .find(|&vr| visits.id.get(vr) == v && v != NULL_ID);
-                match found {
-                    Some(vr) => visit_concept = visits.concept.get(vr),
-                    None => continue,
-                }
-            }
-            let mut place_of_service = NULL_ID;
-            if cp.needs_care_site {
-                let cs = t.extra_id(Extra::CareSite).map_or(NULL_ID, |c| c.get(r));
-                match self.cdm.care_site_place.get(&cs) {
-                    Some(&pl) => place_of_service = pl,
-                    None => continue,
-                }
-            }
-            let ctx = RowCtx {
-                t,
-                r,
-                start,
-                end,
-                visit_concept,
-                place_of_service,
-            };
-            if !cp.filters.iter().all(|f| self.filter(f, &ctx, p)) {
-                continue;
-            }
-            let concept = match cp.domain {
-                Domain::ObservationPeriod => t.type_concept.get(r),
-                Domain::Death => {
-                    if t.concept.get(r) == NULL_ID {
-                        0
-                    } else {
-                        t.concept.get(r)
-                    }
-                }
-                _ => t.concept.get(r),
-            };
-            out.push(CRow {
-                event_id: t.id.get(r),
-                start: cp.user_period.0.unwrap_or(start),
-                end: cp.user_period.1.unwrap_or(end),
-                visit: t.visit.get(r),
-                sort: start,
-                concept,
-            });
+        let ctx = RowCtx {
+            t,
+            r,
+            concept,
+            start,
+            end,
+            visit_concept,
+            place_of_service,
+        };
+        if !cp.filters.iter().all(|f| self.filter(f, &ctx, p)) {
+            return None;
         }
-        if let Some(g) = &cp.correlated {
-            let ops = self.cdm.table(Domain::ObservationPeriod);
-            let mut evs = Vec::new();
-            for row in &out {
-                for o in ops.rows(p) {
-                    if le(ops.start.get(o), row.start) && ge(ops.end.get(o), row.start) {
-                        evs.push(IndexEvent {
-                            event_id: row.event_id,
-                            start: row.start,
-                            end: row.end,
-                            op_start: ops.start.get(o),
-                            op_end: ops.end.get(o),
-                            visit: row.visit,
-                        });
-                    }
-                }
-            }
-            let pass = self.group(g, p, &evs);
-            let mut ok: Vec<i64> = evs
-                .iter()
-                .zip(&pass)
-                .filter(|(_, ok)| **ok)
-                .map(|(e, _)| e.event_id)
-                .collect();
-            ok.sort_unstable();
-            out.retain(|r| ok.binary_search(&r.event_id).is_ok());
-        }
-        out
+        let concept = match cp.domain {
+            Domain::ObservationPeriod => t.type_concept.get(r),
+            Domain::Death if concept == NULL_ID => 0,
+            _ => concept,
+        };
+        Some(CRow {
+            event_id: t.id.get(r),
+            start: cp.user_period.0.unwrap_or(start),
+            end: cp.user_period.1.unwrap_or(end),
+            visit: t.visit.get(r),
+            sort: start,
+            concept,
+        })
     }
 
     /// Whether each event passes a criteria group. Events sharing an id share
     /// the answer, and each copy counts once more in the group's tally, as in
     /// the SQL join.
-    fn group(&self, g: &GroupPlan, p: usize, evs: &[IndexEvent]) -> Vec<bool> {
+    fn group(&self, ch: &Chunk, g: &GroupPlan, p: usize, evs: &[IndexEvent]) -> Vec<bool> {
         if g.members() == 0 {
             return vec![true; evs.len()];
         }
@@ -408,7 +921,7 @@ impl<'a> Evaluator<'a> {
         let mut passing = vec![0i64; n_groups];
         for c in &g.criteria {
             for (gi, ok) in self
-                .correlated(c, p, evs, &gid, n_groups)
+                .correlated(ch, c, p, evs, &gid, n_groups)
                 .into_iter()
                 .enumerate()
             {
@@ -427,7 +940,7 @@ impl<'a> Evaluator<'a> {
             }
         }
         for sub in &g.groups {
-            let res = self.group(sub, p, evs);
+            let res = self.group(ch, sub, p, evs);
             let mut ok = vec![false; n_groups];
             for (i, r) in res.into_iter().enumerate() {
                 ok[gid[i]] |= r;
@@ -451,14 +964,100 @@ impl<'a> Evaluator<'a> {
         gid.iter().map(|&gi| group_ok[gi]).collect()
     }
 
+    /// [`Self::group`] for a single event (the common case: one entry event
+    /// per person), without allocating.
+    fn group_one(&self, ch: &Chunk, g: &GroupPlan, p: usize, e: &IndexEvent) -> bool {
+        if g.members() == 0 {
+            return true;
+        }
+        let mut passing = 0i64;
+        for c in &g.criteria {
+            passing += i64::from(self.correlated_one(ch, c, p, e));
+        }
+        for d in &g.demographics {
+            passing += i64::from(self.demographic(d, p, e));
+        }
+        for sub in &g.groups {
+            passing += i64::from(self.group_one(ch, sub, p, e));
+        }
+        match g.rule {
+            GroupRule::All => passing == g.members() as i64,
+            GroupRule::Any => passing > 0,
+            GroupRule::AtLeast(k) => passing >= k,
+            GroupRule::AtMost(k) => passing <= k,
+        }
+    }
+
+    /// [`Self::correlated`] for a single event.
+    fn correlated_one(&self, ch: &Chunk, c: &CorrelatedPlan, p: usize, e: &IndexEvent) -> bool {
+        let rows = ch.rows(c.criteria.slot, p);
+        let count = match c.distinct {
+            None => rows.iter().filter(|a| Self::related(c, e, a)).count() as i64,
+            Some(col) => {
+                let mut keys: Vec<i64> = rows
+                    .iter()
+                    .filter(|a| Self::related(c, e, a))
+                    .map(|a| Self::distinct_key(col, a))
+                    .filter(|&k| k != NULL_ID)
+                    .collect();
+                keys.sort_unstable();
+                keys.dedup();
+                keys.len() as i64
+            }
+        };
+        c.op.test(count, c.count)
+    }
+
+    /// Whether row `a` of a correlated criteria is related to index event `e`
+    /// (observation period, windows, visit).
+    #[inline]
+    fn related(c: &CorrelatedPlan, e: &IndexEvent, a: &CRow) -> bool {
+        if c.check_op && !(ge(a.start, e.op_start) && le(a.start, e.op_end)) {
+            return false;
+        }
+        if !Self::window_ok(&c.start, e, a) {
+            return false;
+        }
+        if let Some(w) = &c.end
+            && !Self::window_ok(w, e, a)
+        {
+            return false;
+        }
+        !(c.restrict_visit && (a.visit == NULL_ID || e.visit == NULL_ID || a.visit != e.visit))
+    }
+
+    /// The value a distinct count counts ([`NULL_ID`] for null).
+    #[inline]
+    fn distinct_key(col: CountColumn, a: &CRow) -> i64 {
+        match col {
+            CountColumn::DomainConcept => a.concept,
+            CountColumn::StartDate => {
+                if a.start == NULL_DAY {
+                    NULL_ID
+                } else {
+                    i64::from(a.start)
+                }
+            }
+            CountColumn::EndDate => {
+                if a.end == NULL_DAY {
+                    NULL_ID
+                } else {
+                    i64::from(a.end)
+                }
+            }
+            CountColumn::Visit => a.visit,
+        }
+    }
+
     fn demographic(&self, d: &DemographicPlan, p: usize, e: &IndexEvent) -> bool {
         if !self.cdm.persons.in_person_table[p] {
             return false;
         }
-        let empty = EventTable::default();
+        static EMPTY: std::sync::OnceLock<EventTable> = std::sync::OnceLock::new();
         let ctx = RowCtx {
-            t: &empty,
+            t: EMPTY.get_or_init(EventTable::default),
             r: 0,
+            concept: NULL_ID,
             start: e.start,
             end: e.end,
             visit_concept: NULL_ID,
@@ -490,13 +1089,14 @@ impl<'a> Evaluator<'a> {
 
     fn correlated(
         &self,
+        ch: &Chunk,
         c: &CorrelatedPlan,
         p: usize,
         evs: &[IndexEvent],
         gid: &[usize],
         n: usize,
     ) -> Vec<bool> {
-        let rows = self.criteria_rows(&c.criteria, p);
+        let rows = ch.rows(c.criteria.slot, p);
         let mut counts = vec![0i64; n];
         let mut keys: Vec<Vec<i64>> = if c.distinct.is_some() {
             vec![Vec::new(); n]
@@ -504,44 +1104,14 @@ impl<'a> Evaluator<'a> {
             Vec::new()
         };
         for (i, e) in evs.iter().enumerate() {
-            for a in &rows {
-                if c.check_op && !(ge(a.start, e.op_start) && le(a.start, e.op_end)) {
-                    continue;
-                }
-                if !Self::window_ok(&c.start, e, a) {
-                    continue;
-                }
-                if let Some(w) = &c.end
-                    && !Self::window_ok(w, e, a)
-                {
-                    continue;
-                }
-                if c.restrict_visit
-                    && (a.visit == NULL_ID || e.visit == NULL_ID || a.visit != e.visit)
-                {
+            for a in rows {
+                if !Self::related(c, e, a) {
                     continue;
                 }
                 match c.distinct {
                     None => counts[gid[i]] += 1,
                     Some(col) => {
-                        let key = match col {
-                            CountColumn::DomainConcept => a.concept,
-                            CountColumn::StartDate => {
-                                if a.start == NULL_DAY {
-                                    NULL_ID
-                                } else {
-                                    i64::from(a.start)
-                                }
-                            }
-                            CountColumn::EndDate => {
-                                if a.end == NULL_DAY {
-                                    NULL_ID
-                                } else {
-                                    i64::from(a.end)
-                                }
-                            }
-                            CountColumn::Visit => a.visit,
-                        };
+                        let key = Self::distinct_key(col, a);
                         if key != NULL_ID {
                             keys[gid[i]].push(key);
                         }
@@ -559,123 +1129,143 @@ impl<'a> Evaluator<'a> {
         counts.into_iter().map(|n| c.op.test(n, c.count)).collect()
     }
 
-    fn primary_events(&self, p: usize) -> Vec<IndexEvent> {
+    /// Appends person `p`'s entry events to `out`.
+    /// `periods` are the person's observation periods (start, end).
+    fn primary_events(
+        &self,
+        ch: &Chunk,
+        p: usize,
+        periods: &[(Day, Day)],
+        cands: &mut Vec<(CRow, Day, Day)>,
+        out: &mut Vec<IndexEvent>,
+    ) {
         let plan = self.plan;
-        let mut rows = Vec::new();
+        cands.clear();
         for c in &plan.primary {
-            rows.extend(self.criteria_rows(c, p));
-        }
-        if rows.is_empty() {
-            return Vec::new();
-        }
-        let ops = self.cdm.table(Domain::ObservationPeriod);
-        let mut cands: Vec<(CRow, Day, Day)> = Vec::new();
-        for r in &rows {
-            for o in ops.rows(p) {
-                let (os, oe) = (ops.start.get(o), ops.end.get(o));
-                if le(os, r.start)
-                    && ge(oe, r.start)
-                    && le(add_days(os, plan.prior_days), r.start)
-                    && le(add_days(r.start, plan.post_days), oe)
-                {
-                    cands.push((*r, os, oe));
+            for r in ch.rows(c.slot, p) {
+                for &(os, oe) in periods {
+                    if le(os, r.start)
+                        && ge(oe, r.start)
+                        && le(add_days(os, plan.prior_days), r.start)
+                        && le(add_days(r.start, plan.post_days), oe)
+                    {
+                        cands.push((*r, os, oe));
+                    }
                 }
             }
         }
-        match plan.primary_limit {
-            Limit::Last => cands.sort_by(|a, b| {
-                b.0.sort
-                    .cmp(&a.0.sort)
-                    .then(a.0.event_id.cmp(&b.0.event_id))
-            }),
-            _ => cands.sort_by(|a, b| {
-                a.0.sort
-                    .cmp(&b.0.sort)
-                    .then(a.0.event_id.cmp(&b.0.event_id))
-            }),
+        if cands.is_empty() {
+            return;
+        }
+        // One criteria whose dates are not adjusted gives its rows in (start, id)
+        // order already.
+        let ordered = plan.primary.len() == 1
+            && plan.primary[0].date_adjustment.is_none()
+            && plan.primary_limit != Limit::Last;
+        if cands.len() > 1 && !ordered {
+            match plan.primary_limit {
+                Limit::Last => cands.sort_by(|a, b| {
+                    b.0.sort
+                        .cmp(&a.0.sort)
+                        .then(a.0.event_id.cmp(&b.0.event_id))
+                }),
+                _ => cands.sort_by(|a, b| {
+                    a.0.sort
+                        .cmp(&b.0.sort)
+                        .then(a.0.event_id.cmp(&b.0.event_id))
+                }),
+            }
         }
         if plan.primary_limit != Limit::All {
             cands.truncate(1);
         }
-        cands
-            .into_iter()
-            .enumerate()
-            .map(|(i, (r, os, oe))| IndexEvent {
-                event_id: i as i64 + 1,
-                start: r.start,
-                end: r.end,
-                op_start: os,
-                op_end: oe,
-                visit: r.visit,
-            })
-            .collect()
+        out.extend(
+            cands
+                .iter()
+                .enumerate()
+                .map(|(i, &(r, os, oe))| IndexEvent {
+                    event_id: i as i64 + 1,
+                    start: r.start,
+                    end: r.end,
+                    op_start: os,
+                    op_end: oe,
+                    visit: r.visit,
+                }),
+        );
     }
 
+    /// Keeps the first (or last) event by date, or all.
     fn limit(events: &mut Vec<IndexEvent>, limit: Limit) {
-        match limit {
-            Limit::All => {}
-            Limit::First => {
-                if let Some(best) = events.iter().min_by_key(|e| (e.start, e.event_id)).copied() {
-                    *events = vec![best];
-                }
-            }
-            Limit::Last => {
-                if let Some(best) = events
-                    .iter()
-                    .min_by_key(|e| (std::cmp::Reverse(e.start), e.event_id))
-                    .copied()
-                {
-                    *events = vec![best];
-                }
-            }
+        let best = match limit {
+            Limit::All => return,
+            Limit::First => events.iter().min_by_key(|e| (e.start, e.event_id)).copied(),
+            Limit::Last => events
+                .iter()
+                .min_by_key(|e| (std::cmp::Reverse(e.start), e.event_id))
+                .copied(),
+        };
+        if let Some(best) = best {
+            events.clear();
+            events.push(best);
         }
     }
 
-    /// Evaluates one person.
-    pub fn person(&self, p: usize) -> PersonOutcome {
+    /// Evaluates one person with entry events `primary`; its cohort rows and
+    /// inclusion masks go to `part`.
+    fn person(
+        &self,
+        ch: &Chunk,
+        p: usize,
+        primary: &[IndexEvent],
+        s: &mut Scratch,
+        part: &mut Partial,
+    ) {
         let plan = self.plan;
-        let mut out = PersonOutcome::default();
-        let primary = self.primary_events(p);
-        if primary.is_empty() {
-            return out;
-        }
-        let mut qualified = match &plan.additional {
-            Some(g) => {
-                let pass = self.group(g, p, &primary);
-                primary
-                    .into_iter()
-                    .zip(pass)
-                    .filter_map(|(e, ok)| ok.then_some(e))
-                    .collect()
-            }
-            None => primary,
-        };
-        Self::limit(&mut qualified, plan.qualified_limit);
-        if qualified.is_empty() {
-            return out;
-        }
-        let mut masks = if plan.rules.is_empty() {
-            Vec::new()
-        } else {
-            vec![0u64; qualified.len()]
-        };
-        for (i, rule) in plan.rules.iter().enumerate() {
-            for (m, ok) in masks.iter_mut().zip(self.group(rule, p, &qualified)) {
-                if ok {
-                    *m |= 1u64 << i;
+        let qualified = &mut s.qualified;
+        qualified.clear();
+        match &plan.additional {
+            Some(g) if primary.len() == 1 => {
+                if self.group_one(ch, g, p, &primary[0]) {
+                    qualified.push(primary[0]);
                 }
             }
+            Some(g) => {
+                let pass = self.group(ch, g, p, primary);
+                qualified.extend(
+                    primary
+                        .iter()
+                        .zip(pass)
+                        .filter_map(|(e, ok)| ok.then_some(*e)),
+                );
+            }
+            None => qualified.extend_from_slice(primary),
         }
-        let all = if plan.rules.is_empty() {
-            0
-        } else {
-            (1u64 << plan.rules.len()) - 1
-        };
+        Self::limit(qualified, plan.qualified_limit);
+        if qualified.is_empty() {
+            return;
+        }
         if !plan.rules.is_empty() {
-            out.event_masks = masks.clone();
+            let masks = &mut s.masks;
+            masks.clear();
+            masks.resize(qualified.len(), 0);
+            for (i, rule) in plan.rules.iter().enumerate() {
+                if let [e] = qualified.as_slice() {
+                    if self.group_one(ch, rule, p, e) {
+                        masks[0] |= 1u64 << i;
+                    }
+                    continue;
+                }
+                for (m, ok) in masks.iter_mut().zip(self.group(ch, rule, p, qualified)) {
+                    if ok {
+                        *m |= 1u64 << i;
+                    }
+                }
+            }
+            let all = (1u64 << plan.rules.len()) - 1;
+            part.event_masks.extend_from_slice(masks);
             let best = qualified
                 .iter()
-                .zip(&masks)
+                .zip(masks.iter())
                 .min_by_key(|(e, m)| {
                     let min_rule = if **m == 0 { 0 } else { m.trailing_zeros() };
                     (
@@ -686,52 +1276,29 @@ impl<'a> Evaluator<'a> {
                     )
                 })
                 .map(|(_, m)| *m);
-            out.best_mask = best;
+            part.best_masks.extend(best);
+            let mut k = 0;
+            qualified.retain(|_| {
+                k += 1;
+                masks[k - 1] == all
+            });
         }
-        let mut included: Vec<IndexEvent> = if plan.rules.is_empty() {
-            qualified
-        } else {
-            qualified
-                .into_iter()
-                .zip(&masks)
-                .filter_map(|(e, m)| (*m == all).then_some(e))
-                .collect()
-        };
-        Self::limit(&mut included, plan.expression_limit);
-        if included.is_empty() {
-            return out;
+        Self::limit(qualified, plan.expression_limit);
+        if qualified.is_empty() {
+            return;
         }
 
-        let custom_eras = match &plan.end {
-            EndPlan::CustomEra {
-                drugs,
-                gap,
-                offset,
-                days_supply,
-            } => {
-                let t = self.cdm.table(Domain::DrugExposure);
-                let mut spans = Vec::new();
-                for r in t.rows(p) {
-                    let end = drug_end(t, r, *days_supply);
-                    if contains(drugs, t.concept.get(r)) {
-                        spans.push((t.start.get(r), end));
-                    }
-                    if contains(drugs, t.source.get(r)) {
-                        spans.push((t.start.get(r), end));
-                    }
-                }
-                eras(spans, gap.saturating_add(*offset), *gap)
-            }
-            _ => Vec::new(),
-        };
-        let censor_rows: Vec<Vec<CRow>> = plan
-            .censoring
-            .iter()
-            .map(|c| self.criteria_rows(c, p))
-            .collect();
+        let custom_eras = &mut s.eras;
+        custom_eras.clear();
+        if let (EndPlan::CustomEra { gap, offset, .. }, Some(spans)) = (&plan.end, &ch.spans) {
+            s.spans.clear();
+            s.spans.extend_from_slice(spans.of(p as u32));
+            eras_into(&mut s.spans, gap.saturating_add(*offset), *gap, custom_eras);
+        }
 
-        let mut cohort_rows = Vec::with_capacity(included.len());
-        for e in &included {
+        let ends = &mut s.ends;
+        ends.clear();
+        for e in qualified.iter() {
             let mut best: Option<Day> = None;
             let mut consider = |d: Day| {
                 if ge(d, e.start) && best.is_none_or(|b| d < b) {
@@ -751,15 +1318,16 @@ impl<'a> Evaluator<'a> {
                 EndPlan::ObservationPeriodEnd => consider(e.op_end),
                 EndPlan::CustomEra { .. } => {
                     consider(e.op_end);
-                    for &(s, en) in &custom_eras {
+                    for &(s, en) in custom_eras.iter() {
                         if le(s, e.start) && ge(en, e.start) {
                             consider(en);
                         }
                     }
                 }
             }
-            for rows in &censor_rows {
-                let m = rows
+            for c in &plan.censoring {
+                let m = ch
+                    .rows(c.slot, p)
                     .iter()
                     .filter(|c| ge(c.start, e.start) && le(c.start, e.op_end))
                     .map(|c| c.start)
@@ -769,31 +1337,39 @@ impl<'a> Evaluator<'a> {
                 }
             }
             if let Some(end) = best {
-                cohort_rows.push((e.start, end));
+                ends.push((e.start, end));
             }
         }
-        let mut episodes = eras(cohort_rows, plan.era_pad, plan.era_pad);
-        out.before_censor_window = !episodes.is_empty();
+        let episodes = &mut s.episodes;
+        eras_into(ends, plan.era_pad, plan.era_pad, episodes);
+        let before_censor_window = !episodes.is_empty();
         let (cw_start, cw_end) = plan.censor_window;
         if cw_start.is_some() || cw_end.is_some() {
-            episodes = episodes
-                .into_iter()
-                .map(|(s, e)| {
-                    let s = match cw_start {
-                        Some(c) if s <= c => c,
-                        _ => s,
-                    };
-                    let e = match cw_end {
-                        Some(c) if e >= c => c,
-                        _ => e,
-                    };
-                    (s, e)
-                })
-                .filter(|(s, e)| s <= e)
-                .collect();
+            episodes.retain_mut(|(s, e)| {
+                if let Some(c) = cw_start
+                    && *s <= c
+                {
+                    *s = c;
+                }
+                if let Some(c) = cw_end
+                    && *e >= c
+                {
+                    *e = c;
+                }
+                s <= e
+            });
         }
-        out.episodes = episodes;
-        out
+        if before_censor_window && episodes.is_empty() {
+            part.censored_lost += 1;
+        }
+        // The person index; the caller replaces it with the person id.
+        let subject_id = p as i64;
+        part.rows
+            .extend(episodes.iter().map(|&(start, end)| CohortRow {
+                subject_id,
+                start,
+                end,
+            }));
     }
 }
 
@@ -819,11 +1395,20 @@ fn drug_end(t: &EventTable, r: usize, days_supply_override: Option<i32>) -> Day 
 /// Circe's era builder: spans whose (end + `add`) reaches the next start are
 /// merged; each era ends at its largest (end + `add`) minus `sub`.
 pub fn eras(mut spans: Vec<(Day, Day)>, add: i32, sub: i32) -> Vec<(Day, Day)> {
-    spans.sort_unstable();
-    let mut out: Vec<(Day, Day)> = Vec::new();
+    let mut out = Vec::new();
+    eras_into(&mut spans, add, sub, &mut out);
+    out
+}
+
+/// [`eras`] into a reused buffer (`spans` is sorted in place; `out` is replaced).
+fn eras_into(spans: &mut [(Day, Day)], add: i32, sub: i32, out: &mut Vec<(Day, Day)>) {
+    out.clear();
+    if spans.len() > 1 {
+        spans.sort_unstable();
+    }
     let mut running: Option<Day> = None;
     let mut current: Option<(Day, Day)> = None;
-    for (s, e) in spans {
+    for &(s, e) in spans.iter() {
         let padded = add_days(e, add);
         let continues = running.is_some_and(|m| ge(m, s));
         if !continues {
@@ -844,7 +1429,6 @@ pub fn eras(mut spans: Vec<(Day, Day)>, add: i32, sub: i32) -> Vec<(Day, Day)> {
     if let Some((cs, ce)) = current {
         out.push((cs, add_days(ce, sub.saturating_neg())));
     }
-    out
 }
 
 /// Inclusion-rule statistics as Circe stores them (`cohort_inclusion_result`,
@@ -862,11 +1446,28 @@ pub struct InclusionStats {
 }
 
 impl InclusionStats {
-    fn from_masks(masks: impl Iterator<Item = u64>, n_rules: usize) -> Self {
-        let mut s = InclusionStats::default();
-        for m in masks {
-            *s.mask_counts.entry(m).or_default() += 1;
-            s.total += 1;
+    fn from_masks(masks: &[u64], n_rules: usize) -> Self {
+        let mut s = InclusionStats {
+            total: masks.len() as u64,
+            ..InclusionStats::default()
+        };
+        if n_rules <= 16 {
+            let mut dense = vec![0u64; 1 << n_rules];
+            for &m in masks {
+                dense[m as usize & ((1 << n_rules) - 1)] += 1;
+            }
+            s.mask_counts = dense
+                .into_iter()
+                .enumerate()
+                .filter(|(_, n)| *n > 0)
+                .map(|(m, n)| (m as u64, n))
+                .collect();
+        } else {
+            let mut sorted = masks.to_vec();
+            sorted.sort_unstable();
+            for run in sorted.chunk_by(|a, b| a == b) {
+                s.mask_counts.insert(run[0], run.len() as u64);
+            }
         }
         let all = if n_rules == 0 {
             0
@@ -897,19 +1498,9 @@ impl InclusionStats {
             return (Self::default(), Self::default());
         }
         (
-            Self::from_masks(event_masks.iter().copied(), n_rules),
-            Self::from_masks(best_masks.iter().copied(), n_rules),
+            Self::from_masks(event_masks, n_rules),
+            Self::from_masks(best_masks, n_rules),
         )
-    }
-
-    /// Mode 0 (all qualified events) and mode 1 (best event per person).
-    pub fn from_outcomes(outcomes: &[(usize, PersonOutcome)], n_rules: usize) -> (Self, Self) {
-        let events: Vec<u64> = outcomes
-            .iter()
-            .flat_map(|(_, o)| o.event_masks.iter().copied())
-            .collect();
-        let best: Vec<u64> = outcomes.iter().filter_map(|(_, o)| o.best_mask).collect();
-        Self::from_masks_of(&events, &best, n_rules)
     }
 }
 

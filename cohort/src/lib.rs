@@ -11,16 +11,16 @@
 //!    does (case-sensitive keys, unknown keys ignored, Jackson's scalar
 //!    coercions); invalid JSON fails with line and column.
 //! 2. [`cdm`] loads the CDM tables from a folder of Parquet files into flat
-//!    columns, each event table sorted by person and date.
+//!    columns, each event table sorted by concept, person and date.
 //! 3. [`plan`] compiles a definition: concept sets are resolved
 //!    ([`concepts`]), dates and operators parsed, and every criteria type is
 //!    mapped to the attributes Circe applies to it. Elements that cannot be
 //!    evaluated are rejected here by name.
-//! 4. [`eval`] runs the plan one person at a time (all of Circe's joins are
-//!    within a person), in parallel, and returns the cohort episodes and the
-//!    inclusion-rule statistics. Only persons with a row matching a primary
-//!    criteria's concept sets are evaluated, found through per-concept roaring
-//!    person bitmaps.
+//! 4. [`eval`] runs the plan over chunks of persons in parallel: it reads
+//!    only the rows of the concepts the definition names (event tables are
+//!    clustered by concept), groups them by person, and evaluates each person
+//!    with an entry event (all of Circe's joins are within a person). It
+//!    returns the cohort episodes and the inclusion-rule statistics.
 //! 5. [`store`] saves and loads all of the above as an on-disk index, so that a
 //!    service starts without re-reading the Parquet tables.
 //!
@@ -48,8 +48,6 @@ pub use error::{CohortError, Result};
 pub use eval::InclusionStats;
 pub use model::CohortExpression;
 pub use plan::CohortPlan;
-
-use rayon::prelude::*;
 
 /// One cohort episode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -151,13 +149,13 @@ pub fn day_text(d: Day, buf: &mut [u8; 10]) -> Option<&str> {
     std::str::from_utf8(buf).ok()
 }
 
-/// What a block of persons contributes to a cohort.
+/// What a chunk of persons contributes to a cohort.
 #[derive(Default)]
-struct Partial {
-    rows: Vec<CohortRow>,
-    event_masks: Vec<u64>,
-    best_masks: Vec<u64>,
-    censored_lost: u64,
+pub(crate) struct Partial {
+    pub(crate) rows: Vec<CohortRow>,
+    pub(crate) event_masks: Vec<u64>,
+    pub(crate) best_masks: Vec<u64>,
+    pub(crate) censored_lost: u64,
 }
 
 /// Compiles and evaluates a definition.
@@ -181,60 +179,13 @@ pub fn evaluate_plan(cdm: &Cdm, plan: &CohortPlan) -> Result<CohortResult> {
         )));
     }
     let clock = std::time::Instant::now();
-    let evaluator = eval::Evaluator::new(cdm, plan);
-    let candidates: Vec<u32> = evaluator.candidates().iter().collect();
-    // Persons are evaluated in parallel, in blocks whose results are gathered straight
-    // into flat vectors and then joined in person order (person indexes follow person_id,
-    // and each person's episodes are ordered, so the rows come out sorted).
-    let tables: Vec<&cdm::EventTable> = plan
-        .domains()
-        .into_iter()
-        .map(|d| cdm.table(d))
-        .filter(|t| !t.is_empty())
-        .collect();
-    let blocks: Vec<Partial> = candidates
-        .par_chunks(2048)
-        .map(|block| {
-            let mut part = Partial::default();
-            for (i, &p) in block.iter().enumerate() {
-                // Person ranges 16 persons ahead, their first rows 8 ahead.
-                for t in &tables {
-                    if let Some(&q) = block.get(i + 16) {
-                        t.prefetch_person(q as usize, false);
-                    }
-                    if let Some(&q) = block.get(i + 8) {
-                        t.prefetch_person(q as usize, true);
-                    }
-                }
-                let o = evaluator.person(p as usize);
-                if o.before_censor_window && o.episodes.is_empty() {
-                    part.censored_lost += 1;
-                }
-                let subject_id = cdm.persons.id[p as usize];
-                part.rows
-                    .extend(o.episodes.iter().map(|&(start, end)| CohortRow {
-                        subject_id,
-                        start,
-                        end,
-                    }));
-                part.event_masks.extend_from_slice(&o.event_masks);
-                part.best_masks.extend(o.best_mask);
-            }
-            part
-        })
-        .collect();
-    let mut rows = Vec::with_capacity(blocks.iter().map(|b| b.rows.len()).sum());
-    let mut event_masks = Vec::new();
-    let mut best_masks = Vec::new();
-    let mut censored_lost = 0;
-    for b in blocks {
-        rows.extend_from_slice(&b.rows);
-        event_masks.extend_from_slice(&b.event_masks);
-        best_masks.extend_from_slice(&b.best_masks);
-        censored_lost += b.censored_lost;
-    }
+    let Partial {
+        mut rows,
+        event_masks,
+        best_masks,
+        censored_lost,
+    } = eval::run(cdm, plan);
     tracing::debug!(
-        candidates = candidates.len(),
         rows = rows.len(),
         millis = clock.elapsed().as_secs_f64() * 1e3,
         "persons evaluated"

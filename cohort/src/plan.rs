@@ -287,8 +287,9 @@ pub struct CriteriaPlan {
     pub codeset: Option<ConceptIds>,
     /// Source concept must be in this set.
     pub source_codeset: Option<ConceptIds>,
-    /// `codeset` as a matcher of the domain table's concept column.
-    pub concept_match: Option<Matcher>,
+    /// The clusters of the domain table whose concept is in `codeset`
+    /// (`None`: every cluster, when there is no codeset).
+    pub clusters: Option<Vec<u32>>,
     /// `source_codeset` as a matcher of the domain table's source concept column.
     pub source_match: Option<Matcher>,
     /// Person indexes that can have a row of this criteria (those with a row
@@ -311,6 +312,9 @@ pub struct CriteriaPlan {
     pub user_period: (Option<Day>, Option<Day>),
     /// Correlated criteria that each row must satisfy.
     pub correlated: Option<Box<GroupPlan>>,
+    /// Number of this criteria within its plan (`0..CohortPlan::slots`); the
+    /// evaluator keeps the rows it selects under this number.
+    pub slot: usize,
 }
 
 impl CriteriaPlan {
@@ -321,7 +325,7 @@ impl CriteriaPlan {
             end_rule,
             codeset: None,
             source_codeset: None,
-            concept_match: None,
+            clusters: None,
             source_match: None,
             persons: None,
             first: false,
@@ -332,6 +336,7 @@ impl CriteriaPlan {
             needs_care_site: false,
             user_period: (None, None),
             correlated: None,
+            slot: 0,
         }
     }
 }
@@ -524,6 +529,8 @@ pub enum EndPlan {
     CustomEra {
         /// Drug concepts (matched on drug_concept_id and drug_source_concept_id).
         drugs: ConceptIds,
+        /// The drug_exposure clusters of `drugs`.
+        clusters: Vec<u32>,
         /// Gap days.
         gap: i32,
         /// Offset.
@@ -581,12 +588,15 @@ pub struct CohortPlan {
     pub era_pad: i32,
     /// Censor window.
     pub censor_window: (Option<Day>, Option<Day>),
+    /// Number of criteria in the plan (see [`CriteriaPlan::slot`]).
+    pub slots: usize,
 }
 
 struct Compiler<'a> {
     codesets: HashMap<i64, ConceptIds>,
     empty: ConceptIds,
     cdm: &'a Cdm,
+    next_slot: std::cell::Cell<usize>,
 }
 
 fn unsupported(what: impl Into<String>) -> CohortError {
@@ -1295,10 +1305,7 @@ impl<'a> Compiler<'a> {
             p.correlated = Some(Box::new(self.group(g, &w("CorrelatedCriteria"))?));
         }
         let table = self.cdm.table(p.domain);
-        p.concept_match = p
-            .codeset
-            .as_ref()
-            .map(|cs| Matcher::new(&table.concept, cs));
+        p.clusters = p.codeset.as_ref().map(|cs| table.clusters_in(cs));
         p.source_match = p
             .source_codeset
             .as_ref()
@@ -1319,6 +1326,8 @@ impl<'a> Compiler<'a> {
             persons &= b;
         }
         p.persons = Some(Arc::new(persons));
+        p.slot = self.next_slot.get();
+        self.next_slot.set(p.slot + 1);
         Ok(p)
     }
 
@@ -1559,6 +1568,7 @@ impl CohortPlan {
                 .collect(),
             empty: Arc::new(Vec::new()),
             cdm,
+            next_slot: std::cell::Cell::new(0),
         };
         let pc = expr
             .primary_criteria
@@ -1622,8 +1632,10 @@ impl CohortPlan {
                 let id = s.drug_codeset_id.ok_or_else(|| {
                     CohortError::Invalid("EndStrategy.CustomEra: DrugCodesetId is missing".into())
                 })?;
+                let drugs = c.codeset(id);
                 EndPlan::CustomEra {
-                    drugs: c.codeset(id),
+                    clusters: cdm.table(Domain::DrugExposure).clusters_in(&drugs),
+                    drugs,
                     gap: i32_of(s.gap_days),
                     offset: i32_of(s.offset),
                     days_supply: s.days_supply_override.map(i32_of),
@@ -1667,6 +1679,7 @@ impl CohortPlan {
             censoring,
             era_pad,
             censor_window,
+            slots: c.next_slot.get(),
         })
     }
 }

@@ -1,5 +1,5 @@
-//! The on-disk index: a loaded [`Cdm`] (per-person, time-sorted event
-//! columns and person attributes), its vocabulary, and the per-concept roaring
+//! The on-disk index: a loaded [`Cdm`] (concept-clustered, per-person
+//! time-sorted event columns and person attributes), its vocabulary, and the per-concept roaring
 //! person bitmaps, written once so that later runs start without re-reading
 //! and re-sorting the Parquet tables.
 //!
@@ -28,7 +28,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Version of the on-disk format; an index of another version is rejected.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 const DOMAINS: &[(Domain, &str)] = &[
     (Domain::ConditionOccurrence, "condition_occurrence"),
@@ -397,11 +397,16 @@ pub fn save(cdm: &Cdm, dir: &Path) -> Result<()> {
     for (domain, name) in DOMAINS {
         let t = cdm.table(*domain);
         let mut w = Writer::create(tmp.join(format!("{name}.bin")))?;
+        w.u32s(&t.person)?;
+        w.i64s(&t.clusters)?;
+        w.u32s(&t.bounds)?;
         w.u32s(&t.offsets)?;
+        w.i64s(&t.cross_sources)?;
+        w.u32s(&t.cross_bounds)?;
+        w.u32s(&t.cross_rows)?;
         w.days(&t.start)?;
         w.ids(&t.id)?;
         w.days(&t.end)?;
-        w.ids(&t.concept)?;
         w.ids(&t.source)?;
         w.ids(&t.type_concept)?;
         w.ids(&t.visit)?;
@@ -556,11 +561,16 @@ pub fn load(dir: &Path) -> Result<Cdm> {
 fn load_table(dir: &Path, name: &str, n: usize) -> Result<(EventTable, ConceptIndex)> {
     let mut r = Reader::open(dir.join(format!("{name}.bin")))?;
     let mut t = EventTable {
+        person: r.u32s()?,
+        clusters: r.i64s()?,
+        bounds: r.u32s()?,
         offsets: r.u32s()?,
+        cross_sources: r.i64s()?,
+        cross_bounds: r.u32s()?,
+        cross_rows: r.u32s()?,
         start: r.days()?,
         id: r.ids()?,
         end: r.days()?,
-        concept: r.ids()?,
         source: r.ids()?,
         type_concept: r.ids()?,
         visit: r.ids()?,
@@ -586,28 +596,22 @@ fn load_table(dir: &Path, name: &str, n: usize) -> Result<(EventTable, ConceptIn
     let rows = t.len();
     let ids_ok = |c: &Ids| c.stored_len().is_none_or(|l| l == rows) && c.is_consistent();
     let days_ok = |c: &Days| c.stored_len().is_none_or(|l| l == rows) && c.is_consistent();
-    let lengths_ok = t.offsets.len() == n + 1
-        && t.offsets.last().is_some_and(|&o| o as usize == rows)
-        && t.offsets.windows(2).all(|w| w[0] <= w[1])
+    let lengths_ok = t.layout_is_consistent(n)
         && days_ok(&t.start)
         && days_ok(&t.end)
-        && [
-            &t.id,
-            &t.concept,
-            &t.source,
-            &t.type_concept,
-            &t.visit,
-            &t.provider,
-        ]
-        .into_iter()
-        .all(ids_ok)
+        && [&t.id, &t.source, &t.type_concept, &t.visit, &t.provider]
+            .into_iter()
+            .all(ids_ok)
         && t.extras.values().all(|c| match c {
             ExtraColumn::Id(v) => ids_ok(v),
             ExtraColumn::Num(Nums::Whole(v)) => ids_ok(v),
             ExtraColumn::Num(Nums::Float(v)) => v.len() == rows,
         });
     if !lengths_ok {
-        return Err(bad(&r.path, "columns or person offsets are inconsistent"));
+        return Err(bad(
+            &r.path,
+            "columns, clusters or person offsets are inconsistent",
+        ));
     }
     let mut r = Reader::open(dir.join(format!("{name}.bitmaps")))?;
     let any = r.bitmaps()?.remove(&0).unwrap_or_default();
