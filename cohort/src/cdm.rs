@@ -505,10 +505,10 @@ impl Ids {
         }
     }
 
-    /// Encodes `values[order[i]]` for each `i`.
-    pub fn encode(values: &[i64], order: &[u32]) -> Self {
-        let at = |i: usize| values[order[i] as usize];
-        let n = order.len();
+    /// Encodes `values` (already in table order).
+    pub fn encode(values: &[i64]) -> Self {
+        let at = |i: usize| values[i];
+        let n = values.len();
         if n == 0 {
             return Ids::Const(NULL_ID);
         }
@@ -660,21 +660,20 @@ impl Nums {
         }
     }
 
-    /// Encodes `values[order[i]]` for each `i`.
-    pub fn encode(values: &[f64], order: &[u32]) -> Self {
+    /// Encodes `values` (already in table order).
+    pub fn encode(values: Vec<f64>) -> Self {
         const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
-        let whole = order.iter().all(|&i| {
-            let v = values[i as usize];
-            v.is_nan() || (v.fract() == 0.0 && v.abs() < EXACT)
-        });
+        let whole = values
+            .par_iter()
+            .all(|&v| v.is_nan() || (v.fract() == 0.0 && v.abs() < EXACT));
         if whole {
             let ints: Vec<i64> = values
-                .iter()
+                .par_iter()
                 .map(|&v| if v.is_nan() { NULL_ID } else { v as i64 })
                 .collect();
-            Nums::Whole(Ids::encode(&ints, order))
+            Nums::Whole(Ids::encode(&ints))
         } else {
-            Nums::Float(order.iter().map(|&i| values[i as usize]).collect())
+            Nums::Float(values)
         }
     }
 
@@ -740,10 +739,10 @@ impl Days {
         }
     }
 
-    /// Encodes `values[order[i]]` for each `i`.
-    pub fn encode(values: &[Day], order: &[u32]) -> Self {
-        let at = |i: usize| values[order[i] as usize];
-        let n = order.len();
+    /// Encodes `values` (already in table order).
+    pub fn encode(values: &[Day]) -> Self {
+        let at = |i: usize| values[i];
+        let n = values.len();
         if (0..n).all(|i| at(i) == NULL_DAY) {
             return Days::Null;
         }
@@ -1056,24 +1055,40 @@ impl ConceptIndex {
         for (c, &value) in t.clusters.iter().enumerate() {
             // Rows of a cluster are sorted by person, so each push appends (or is a repeat).
             let mut b = RoaringBitmap::new();
+            let mut last = u32::MAX;
             for &p in &t.person[t.cluster(c)] {
-                b.try_push(p).ok();
+                if p != last {
+                    b.try_push(p).ok();
+                    last = p;
+                }
             }
             any |= &b;
             concept.insert(value, b);
         }
-        let mut pairs: Vec<(i64, u32)> = (0..t.len())
-            .filter_map(|r| {
-                let s = t.source.get(r);
-                (s != NULL_ID).then_some((s, t.person[r]))
-            })
-            .collect();
-        pairs.par_sort_unstable();
-        pairs.dedup();
+        // Persons by source concept: the rows whose source concept equals their
+        // concept are found cluster by cluster (in person order), the others
+        // through the source index.
         let mut source: HashMap<i64, RoaringBitmap> = HashMap::new();
-        for chunk in pairs.chunk_by(|a, b| a.0 == b.0) {
-            let b = RoaringBitmap::from_sorted_iter(chunk.iter().map(|x| x.1)).unwrap_or_default();
-            source.insert(chunk[0].0, b);
+        for (c, &value) in t.clusters.iter().enumerate() {
+            let mut b = RoaringBitmap::new();
+            let mut last = u32::MAX;
+            for r in t.cluster(c) {
+                let p = t.person[r];
+                if p != last && t.source.get(r) == value {
+                    b.try_push(p).ok();
+                    last = p;
+                }
+            }
+            if !b.is_empty() {
+                source.insert(value, b);
+            }
+        }
+        for (i, &s) in t.cross_sources.iter().enumerate() {
+            let rows = &t.cross_rows[t.cross_bounds[i] as usize..t.cross_bounds[i + 1] as usize];
+            let mut persons: Vec<u32> = rows.iter().map(|&r| t.person[r as usize]).collect();
+            persons.sort_unstable();
+            let b = RoaringBitmap::from_sorted_iter(persons).unwrap_or_default();
+            *source.entry(s).or_default() |= b;
         }
         ConceptIndex {
             concept,
@@ -1229,6 +1244,17 @@ impl Cdm {
     /// Loads the tables cohort evaluation needs from a folder of
     /// `<table>.parquet` files.
     pub fn load(dir: &Path) -> Result<Self> {
+        Self::load_each(dir, &mut |_, _, _| Ok(true))
+    }
+
+    /// Loads like [`Cdm::load`], handing each event table and its bitmaps to
+    /// `each` as soon as it is built; the table is kept only when `each`
+    /// returns true. The on-disk index uses this to write tables one at a
+    /// time without holding them all.
+    pub fn load_each(
+        dir: &Path,
+        each: &mut dyn FnMut(Domain, &EventTable, &ConceptIndex) -> Result<bool>,
+    ) -> Result<Self> {
         if !dir.is_dir() {
             return Err(cdm_err(dir, "not a folder"));
         }
@@ -1301,14 +1327,24 @@ impl Cdm {
             )
         });
         let mut loaded: Vec<(Domain, EventTable)> = Vec::with_capacity(specs.len());
+        let mut built: Vec<(Domain, ConceptIndex)> = Vec::with_capacity(specs.len());
         for spec in specs {
+            let clock = std::time::Instant::now();
             let t = load_event_table(&file(spec.table), spec, &persons.id)?;
-            loaded.push((spec.domain, t));
+            let idx = ConceptIndex::build(&t);
+            tracing::debug!(
+                table = spec.table,
+                rows = t.len(),
+                clusters = t.clusters.len(),
+                mib = t.heap_bytes() >> 20,
+                seconds = clock.elapsed().as_secs_f64(),
+                "table loaded"
+            );
+            if each(spec.domain, &t, &idx)? {
+                loaded.push((spec.domain, t));
+                built.push((spec.domain, idx));
+            }
         }
-        let built: Vec<(Domain, ConceptIndex)> = loaded
-            .par_iter()
-            .map(|(d, t)| (*d, ConceptIndex::build(t)))
-            .collect();
         let index = by_domain(built);
         let tables = by_domain(loaded);
 
@@ -1436,7 +1472,9 @@ fn load_event_table(path: &Path, spec: &TableSpec, persons: &[i64]) -> Result<Ev
         return Err(cdm_err(path, "columns differ in length"));
     }
 
-    // Keep rows of known persons with a start date, ordered by concept, person, start, id.
+    // Keep rows of known persons with a start date, ordered by concept, person, start, id:
+    // a counting sort by concept (stable, so each cluster keeps the file's order, which is
+    // often already by person), then each cluster sorted on its own, in parallel.
     let pidx: Vec<u32> = pid
         .par_iter()
         .zip(start.par_iter())
@@ -1448,29 +1486,61 @@ fn load_event_table(path: &Path, spec: &TableSpec, persons: &[i64]) -> Result<Ev
         })
         .collect();
     drop(pid);
-    let mut order: Vec<u32> = (0..height as u32)
-        .filter(|&i| pidx[i as usize] != u32::MAX)
+    let clock = std::time::Instant::now();
+    let mut clusters: Vec<i64> = (0..height)
+        .filter(|&i| pidx[i] != u32::MAX)
+        .map(|i| concept[i])
         .collect();
-    order.par_sort_unstable_by_key(|&i| {
-        let i = i as usize;
-        (concept[i], pidx[i], start[i], id[i], i)
-    });
-    let mut clusters = Vec::new();
-    let mut bounds = vec![0u32];
-    for (k, &i) in order.iter().enumerate() {
-        let c = concept[i as usize];
-        if clusters.last() != Some(&c) {
-            if !clusters.is_empty() {
-                bounds.push(k as u32);
+    clusters.par_sort_unstable();
+    clusters.dedup();
+    let rank: Vec<u32> = (0..height)
+        .into_par_iter()
+        .map(|i| {
+            if pidx[i] == u32::MAX {
+                u32::MAX
+            } else {
+                clusters
+                    .binary_search(&concept[i])
+                    .map_or(u32::MAX, |c| c as u32)
             }
-            clusters.push(c);
+        })
+        .collect();
+    drop(concept);
+    let mut bounds = vec![0u32; clusters.len() + 1];
+    for &r in &rank {
+        if r != u32::MAX {
+            bounds[r as usize + 1] += 1;
         }
     }
-    if !clusters.is_empty() {
-        bounds.push(order.len() as u32);
+    for c in 0..clusters.len() {
+        bounds[c + 1] += bounds[c];
     }
-    drop(concept);
-    let person: Vec<u32> = order.iter().map(|&i| pidx[i as usize]).collect();
+    let mut order = vec![0u32; bounds[clusters.len()] as usize];
+    let mut fill = bounds.clone();
+    for (i, &r) in rank.iter().enumerate() {
+        if r != u32::MAX {
+            order[fill[r as usize] as usize] = i as u32;
+            fill[r as usize] += 1;
+        }
+    }
+    drop((rank, fill));
+    {
+        let mut parts: Vec<&mut [u32]> = Vec::with_capacity(clusters.len());
+        let mut rest = order.as_mut_slice();
+        for c in 0..clusters.len() {
+            let (part, tail) = rest.split_at_mut((bounds[c + 1] - bounds[c]) as usize);
+            parts.push(part);
+            rest = tail;
+        }
+        parts.into_par_iter().for_each(|part| {
+            part.sort_unstable_by_key(|&i| {
+                let i = i as usize;
+                (pidx[i], start[i], id[i], i)
+            })
+        });
+    }
+    tracing::trace!(seconds = clock.elapsed().as_secs_f64(), "rows sorted");
+    let person: Vec<u32> = order.par_iter().map(|&i| pidx[i as usize]).collect();
     drop(pidx);
     let offsets = if single_cluster {
         let mut offsets = vec![0u32; n_persons + 1];
@@ -1484,9 +1554,9 @@ fn load_event_table(path: &Path, spec: &TableSpec, persons: &[i64]) -> Result<Ev
     } else {
         Vec::new()
     };
-    let start_col = Days::encode(&start, &order);
+    let start_col = Days::encode(&permute(&start, &order));
     drop(start);
-    let id_col = Ids::encode(&id, &order);
+    let id_col = Ids::encode(&permute(&id, &order));
     drop(id);
 
     let ids = |c: Option<&str>| -> Result<Ids> {
@@ -1497,12 +1567,16 @@ fn load_event_table(path: &Path, spec: &TableSpec, persons: &[i64]) -> Result<Ev
             return Ok(Ids::Const(NULL_ID));
         }
         let df = read_table(path, &[c])?.unwrap_or_default();
-        Ok(Ids::encode(&id_column(&df, c, path)?, &order))
+        let raw = id_column(&df, c, path)?;
+        drop(df);
+        Ok(Ids::encode(&permute(&raw, &order)))
     };
     let end = match spec.end {
         Some(c) if present(c)? => {
             let df = read_table(path, &[c])?.unwrap_or_default();
-            Days::encode(&day_column(&df, c, path)?, &order)
+            let raw = day_column(&df, c, path)?;
+            drop(df);
+            Days::encode(&permute(&raw, &order))
         }
         _ => Days::Null,
     };
@@ -1512,10 +1586,12 @@ fn load_event_table(path: &Path, spec: &TableSpec, persons: &[i64]) -> Result<Ev
             let df = read_table(path, &[c])?.unwrap_or_default();
             let raw = id_column(&df, c, path)?;
             drop(df);
+            let sorted = permute(&raw, &order);
+            drop(raw);
             let mut cross: Vec<(i64, u32)> = Vec::new();
             for (k, cluster) in clusters.iter().enumerate() {
                 for row in bounds[k]..bounds[k + 1] {
-                    let s = raw[order[row as usize] as usize];
+                    let s = sorted[row as usize];
                     if s != NULL_ID && s != *cluster {
                         cross.push((s, row));
                     }
@@ -1536,7 +1612,7 @@ fn load_event_table(path: &Path, spec: &TableSpec, persons: &[i64]) -> Result<Ev
                 sbounds.push(cross.len() as u32);
             }
             let rows = cross.into_iter().map(|(_, r)| r).collect();
-            (Ids::encode(&raw, &order), sources, sbounds, rows)
+            (Ids::encode(&sorted), sources, sbounds, rows)
         }
         _ => (Ids::Const(NULL_ID), Vec::new(), vec![0], Vec::new()),
     };
@@ -1550,7 +1626,9 @@ fn load_event_table(path: &Path, spec: &TableSpec, persons: &[i64]) -> Result<Ev
             Kind::Num => {
                 if present(c)? {
                     let df = read_table(path, &[c])?.unwrap_or_default();
-                    ExtraColumn::Num(Nums::encode(&num_column(&df, c, path)?, &order))
+                    let raw = num_column(&df, c, path)?;
+                    drop(df);
+                    ExtraColumn::Num(Nums::encode(permute(&raw, &order)))
                 } else {
                     ExtraColumn::Num(Nums::default())
                 }
@@ -1575,6 +1653,11 @@ fn load_event_table(path: &Path, spec: &TableSpec, persons: &[i64]) -> Result<Ev
         cross_bounds,
         cross_rows,
     })
+}
+
+/// `values[order[i]]` for each `i`, gathered in parallel.
+fn permute<T: Copy + Send + Sync>(values: &[T], order: &[u32]) -> Vec<T> {
+    order.par_iter().map(|&i| values[i as usize]).collect()
 }
 
 fn load_vocabulary(dir: &Path) -> Result<Vocabulary> {
@@ -1650,12 +1733,8 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn identity(n: usize) -> Vec<u32> {
-        (0..n as u32).collect()
-    }
-
     fn round_trip(values: &[i64]) -> Ids {
-        let enc = Ids::encode(values, &identity(values.len()));
+        let enc = Ids::encode(values);
         assert!(enc.is_consistent());
         for (r, &v) in values.iter().enumerate() {
             assert_eq!(enc.get(r), v, "row {r} of {enc:?}");
@@ -1697,20 +1776,20 @@ mod tests {
     #[test]
     fn dates_are_stored_as_offsets_within_blocks() {
         let days: Vec<Day> = (0..10_000).map(|i| 10_000 + (i * 7) % 3000).collect();
-        let enc = Days::encode(&days, &identity(days.len()));
+        let enc = Days::encode(&days);
         assert!(matches!(enc, Days::Blocked { .. }));
         assert!(enc.is_consistent());
         assert!(days.iter().enumerate().all(|(r, &d)| enc.get(r) == d));
         let mut with_null = days.clone();
         with_null[3] = NULL_DAY;
-        let enc = Days::encode(&with_null, &identity(days.len()));
+        let enc = Days::encode(&with_null);
         assert_eq!(enc.get(3), NULL_DAY);
         assert_eq!(enc.get(4), days[4]);
         // Two centuries apart in one block: plain values.
         let far = vec![-25_000, 50_000, 0];
-        let enc = Days::encode(&far, &identity(3));
+        let enc = Days::encode(&far);
         assert_eq!(enc, Days::Plain(far));
-        assert_eq!(Days::encode(&[NULL_DAY; 4], &identity(4)), Days::Null);
+        assert_eq!(Days::encode(&[NULL_DAY; 4]), Days::Null);
     }
 
     #[test]
@@ -1721,7 +1800,7 @@ mod tests {
             (0..70_000).map(|i| i % 20).collect::<Vec<_>>(),
             vec![9; 10],
         ] {
-            let col = Ids::encode(&values, &identity(values.len()));
+            let col = Ids::encode(&values);
             let m = Matcher::new(&col, &set);
             for (r, &v) in values.iter().enumerate() {
                 assert_eq!(m.test(&col, r), set.contains(&v), "row {r} of {col:?}");

@@ -352,12 +352,102 @@ fn multimap(m: &HashMap<i64, Vec<i64>>) -> (Vec<i64>, Vec<i64>) {
 
 /// Writes the index of a loaded CDM into `dir` (replacing it).
 pub fn save(cdm: &Cdm, dir: &Path) -> Result<()> {
+    let tmp = staging(dir)?;
+    let mut rows = Vec::new();
+    for (domain, name) in DOMAINS {
+        let t = cdm.table(*domain);
+        write_table(&tmp, name, t, cdm.concept_index(*domain))?;
+        rows.push((*name, t.len()));
+    }
+    write_common(cdm, &tmp, &rows)?;
+    commit(&tmp, dir)
+}
+
+/// Builds the index of the CDM in the folder `cdm_dir` straight into `dir`
+/// (replacing it), one table at a time, so that the build never holds more
+/// than one event table in memory. Read it with [`load`].
+pub fn build(cdm_dir: &Path, dir: &Path) -> Result<()> {
+    let tmp = staging(dir)?;
+    let mut rows: Vec<(&str, usize)> = Vec::new();
+    let cdm = Cdm::load_each(cdm_dir, &mut |domain, t, idx| {
+        let name = DOMAINS
+            .iter()
+            .find(|(d, _)| *d == domain)
+            .map_or("unknown", |(_, n)| n);
+        write_table(&tmp, name, t, idx)?;
+        rows.push((name, t.len()));
+        Ok(false)
+    })?;
+    // (Every domain is handed over, an absent table as an empty one.)
+    rows.sort_by_key(|(n, _)| DOMAINS.iter().position(|(_, m)| m == n));
+    write_common(&cdm, &tmp, &rows)?;
+    commit(&tmp, dir)
+}
+
+/// A fresh staging folder next to `dir`.
+fn staging(dir: &Path) -> Result<PathBuf> {
     let tmp = PathBuf::from(format!("{}.tmp-{}", dir.display(), std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    Ok(tmp)
+}
 
+/// Replaces `dir` with the staging folder `tmp`.
+fn commit(tmp: &Path, dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io_err(dir))?;
+    }
+    std::fs::rename(tmp, dir).map_err(io_err(dir))
+}
+
+/// Writes one event table and its bitmaps.
+fn write_table(tmp: &Path, name: &str, t: &EventTable, idx: &ConceptIndex) -> Result<()> {
+    let mut w = Writer::create(tmp.join(format!("{name}.bin")))?;
+    w.u32s(&t.person)?;
+    w.i64s(&t.clusters)?;
+    w.u32s(&t.bounds)?;
+    w.u32s(&t.offsets)?;
+    w.i64s(&t.cross_sources)?;
+    w.u32s(&t.cross_bounds)?;
+    w.u32s(&t.cross_rows)?;
+    w.days(&t.start)?;
+    w.ids(&t.id)?;
+    w.days(&t.end)?;
+    w.ids(&t.source)?;
+    w.ids(&t.type_concept)?;
+    w.ids(&t.visit)?;
+    w.ids(&t.provider)?;
+    let extras: Vec<(u8, &ExtraColumn)> = EXTRAS
+        .iter()
+        .filter_map(|(e, code)| t.extras.get(e).map(|c| (*code, c)))
+        .collect();
+    w.u64(extras.len() as u64)?;
+    for (code, col) in extras {
+        match col {
+            ExtraColumn::Id(v) => {
+                w.bytes(&[code, 0])?;
+                w.ids(v)?;
+            }
+            ExtraColumn::Num(v) => {
+                w.bytes(&[code, 1])?;
+                w.nums(v)?;
+            }
+        }
+    }
+    w.finish()?;
+    let mut w = Writer::create(tmp.join(format!("{name}.bitmaps")))?;
+    let mut any = HashMap::new();
+    any.insert(0, idx.any.clone());
+    w.bitmaps(&any)?;
+    w.bitmaps(&idx.concept)?;
+    w.bitmaps(&idx.source)?;
+    w.finish()
+}
+
+/// Writes persons, vocabulary, look-ups and the manifest.
+fn write_common(cdm: &Cdm, tmp: &Path, rows: &[(&str, usize)]) -> Result<()> {
     let p = &cdm.persons;
     let mut w = Writer::create(tmp.join("persons.bin"))?;
     w.i64s(&p.id)?;
@@ -394,70 +484,19 @@ pub fn save(cdm: &Cdm, dir: &Path) -> Result<()> {
     w.i64s(&v)?;
     w.finish()?;
 
-    for (domain, name) in DOMAINS {
-        let t = cdm.table(*domain);
-        let mut w = Writer::create(tmp.join(format!("{name}.bin")))?;
-        w.u32s(&t.person)?;
-        w.i64s(&t.clusters)?;
-        w.u32s(&t.bounds)?;
-        w.u32s(&t.offsets)?;
-        w.i64s(&t.cross_sources)?;
-        w.u32s(&t.cross_bounds)?;
-        w.u32s(&t.cross_rows)?;
-        w.days(&t.start)?;
-        w.ids(&t.id)?;
-        w.days(&t.end)?;
-        w.ids(&t.source)?;
-        w.ids(&t.type_concept)?;
-        w.ids(&t.visit)?;
-        w.ids(&t.provider)?;
-        let extras: Vec<(u8, &ExtraColumn)> = EXTRAS
-            .iter()
-            .filter_map(|(e, code)| t.extras.get(e).map(|c| (*code, c)))
-            .collect();
-        w.u64(extras.len() as u64)?;
-        for (code, col) in extras {
-            match col {
-                ExtraColumn::Id(v) => {
-                    w.bytes(&[code, 0])?;
-                    w.ids(v)?;
-                }
-                ExtraColumn::Num(v) => {
-                    w.bytes(&[code, 1])?;
-                    w.nums(v)?;
-                }
-            }
-        }
-        w.finish()?;
-        let idx = cdm.concept_index(*domain);
-        let mut w = Writer::create(tmp.join(format!("{name}.bitmaps")))?;
-        let mut any = HashMap::new();
-        any.insert(0, idx.any.clone());
-        w.bitmaps(&any)?;
-        w.bitmaps(&idx.concept)?;
-        w.bitmaps(&idx.source)?;
-        w.finish()?;
-    }
-
     let manifest = serde_json::json!({
         "format": "omop-cohort index",
         "version": FORMAT_VERSION,
         "source": cdm.dir.display().to_string(),
         "persons": cdm.persons.id.len(),
-        "tables": DOMAINS.iter().map(|(d, n)| serde_json::json!({"name": n, "rows": cdm.table(*d).len()})).collect::<Vec<_>>(),
+        "tables": rows.iter().map(|(n, r)| serde_json::json!({"name": n, "rows": r})).collect::<Vec<_>>(),
     });
     let mpath = tmp.join("manifest.json");
     std::fs::write(
         &mpath,
         serde_json::to_string_pretty(&manifest).unwrap_or_default(),
     )
-    .map_err(io_err(&mpath))?;
-
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(io_err(dir))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
-    Ok(())
+    .map_err(io_err(&mpath))
 }
 
 /// Whether `dir` holds an index (a manifest).

@@ -68,9 +68,10 @@ fn load(source: &Source) -> Result<Cdm, CliError> {
     match &source.index {
         Some(index) if omop_cohort::store::exists(index) => Ok(omop_cohort::store::load(index)?),
         Some(index) => {
-            let cdm = Cdm::load(&source.cdm)?;
-            omop_cohort::store::save(&cdm, index)?;
-            Ok(cdm)
+            // Built table by table straight to disk, then read back: the build
+            // never holds more than one event table.
+            omop_cohort::store::build(&source.cdm, index)?;
+            Ok(omop_cohort::store::load(index)?)
         }
         None => Ok(Cdm::load(&source.cdm)?),
     }
