@@ -1140,6 +1140,36 @@ impl<'a> Evaluator<'a> {
         out: &mut Vec<IndexEvent>,
     ) {
         let plan = self.plan;
+        // One criteria whose dates are not adjusted gives its rows in (start, id)
+        // order already: events are numbered as they come.
+        if let [c] = plan.primary.as_slice()
+            && c.date_adjustment.is_none()
+            && plan.primary_limit != Limit::Last
+        {
+            let from = out.len();
+            for r in ch.rows(c.slot, p) {
+                for &(os, oe) in periods {
+                    if le(os, r.start)
+                        && ge(oe, r.start)
+                        && le(add_days(os, plan.prior_days), r.start)
+                        && le(add_days(r.start, plan.post_days), oe)
+                    {
+                        out.push(IndexEvent {
+                            event_id: (out.len() - from) as i64 + 1,
+                            start: r.start,
+                            end: r.end,
+                            op_start: os,
+                            op_end: oe,
+                            visit: r.visit,
+                        });
+                        if plan.primary_limit == Limit::First {
+                            return;
+                        }
+                    }
+                }
+            }
+            return;
+        }
         cands.clear();
         for c in &plan.primary {
             for r in ch.rows(c.slot, p) {
@@ -1157,12 +1187,7 @@ impl<'a> Evaluator<'a> {
         if cands.is_empty() {
             return;
         }
-        // One criteria whose dates are not adjusted gives its rows in (start, id)
-        // order already.
-        let ordered = plan.primary.len() == 1
-            && plan.primary[0].date_adjustment.is_none()
-            && plan.primary_limit != Limit::Last;
-        if cands.len() > 1 && !ordered {
+        if cands.len() > 1 {
             match plan.primary_limit {
                 Limit::Last => cands.sort_by(|a, b| {
                     b.0.sort
@@ -1194,19 +1219,22 @@ impl<'a> Evaluator<'a> {
         );
     }
 
-    /// Keeps the first (or last) event by date, or all.
-    fn limit(events: &mut Vec<IndexEvent>, limit: Limit) {
+    /// The first (or last) event by date, or all.
+    fn limit(events: &[IndexEvent], limit: Limit) -> &[IndexEvent] {
         let best = match limit {
-            Limit::All => return,
-            Limit::First => events.iter().min_by_key(|e| (e.start, e.event_id)).copied(),
+            Limit::All => return events,
+            Limit::First => events
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| (e.start, e.event_id)),
             Limit::Last => events
                 .iter()
-                .min_by_key(|e| (std::cmp::Reverse(e.start), e.event_id))
-                .copied(),
+                .enumerate()
+                .min_by_key(|(_, e)| (std::cmp::Reverse(e.start), e.event_id)),
         };
-        if let Some(best) = best {
-            events.clear();
-            events.push(best);
+        match best {
+            Some((i, _)) => &events[i..=i],
+            None => events,
         }
     }
 
@@ -1221,15 +1249,23 @@ impl<'a> Evaluator<'a> {
         part: &mut Partial,
     ) {
         let plan = self.plan;
-        let qualified = &mut s.qualified;
-        qualified.clear();
-        match &plan.additional {
-            Some(g) if primary.len() == 1 => {
-                if self.group_one(ch, g, p, &primary[0]) {
-                    qualified.push(primary[0]);
+        let Scratch {
+            qualified,
+            masks,
+            ends,
+            episodes,
+            spans,
+            eras: custom_eras,
+            ..
+        } = s;
+        let mut evs: &[IndexEvent] = primary;
+        if let Some(g) = &plan.additional {
+            qualified.clear();
+            if let [e] = primary {
+                if self.group_one(ch, g, p, e) {
+                    qualified.push(*e);
                 }
-            }
-            Some(g) => {
+            } else {
                 let pass = self.group(ch, g, p, primary);
                 qualified.extend(
                     primary
@@ -1238,24 +1274,23 @@ impl<'a> Evaluator<'a> {
                         .filter_map(|(e, ok)| ok.then_some(*e)),
                 );
             }
-            None => qualified.extend_from_slice(primary),
+            evs = qualified;
         }
-        Self::limit(qualified, plan.qualified_limit);
-        if qualified.is_empty() {
+        evs = Self::limit(evs, plan.qualified_limit);
+        if evs.is_empty() {
             return;
         }
         if !plan.rules.is_empty() {
-            let masks = &mut s.masks;
             masks.clear();
-            masks.resize(qualified.len(), 0);
+            masks.resize(evs.len(), 0);
             for (i, rule) in plan.rules.iter().enumerate() {
-                if let [e] = qualified.as_slice() {
+                if let [e] = evs {
                     if self.group_one(ch, rule, p, e) {
                         masks[0] |= 1u64 << i;
                     }
                     continue;
                 }
-                for (m, ok) in masks.iter_mut().zip(self.group(ch, rule, p, qualified)) {
+                for (m, ok) in masks.iter_mut().zip(self.group(ch, rule, p, evs)) {
                     if ok {
                         *m |= 1u64 << i;
                     }
@@ -1263,7 +1298,7 @@ impl<'a> Evaluator<'a> {
             }
             let all = (1u64 << plan.rules.len()) - 1;
             part.event_masks.extend_from_slice(masks);
-            let best = qualified
+            let best = evs
                 .iter()
                 .zip(masks.iter())
                 .min_by_key(|(e, m)| {
@@ -1277,28 +1312,31 @@ impl<'a> Evaluator<'a> {
                 })
                 .map(|(_, m)| *m);
             part.best_masks.extend(best);
-            let mut k = 0;
-            qualified.retain(|_| {
-                k += 1;
-                masks[k - 1] == all
-            });
+            if masks.iter().any(|&m| m != all) {
+                let kept: Vec<IndexEvent> = evs
+                    .iter()
+                    .zip(masks.iter())
+                    .filter(|(_, m)| **m == all)
+                    .map(|(e, _)| *e)
+                    .collect();
+                *qualified = kept;
+                evs = qualified;
+            }
         }
-        Self::limit(qualified, plan.expression_limit);
-        if qualified.is_empty() {
+        evs = Self::limit(evs, plan.expression_limit);
+        if evs.is_empty() {
             return;
         }
 
-        let custom_eras = &mut s.eras;
         custom_eras.clear();
-        if let (EndPlan::CustomEra { gap, offset, .. }, Some(spans)) = (&plan.end, &ch.spans) {
-            s.spans.clear();
-            s.spans.extend_from_slice(spans.of(p as u32));
-            eras_into(&mut s.spans, gap.saturating_add(*offset), *gap, custom_eras);
+        if let (EndPlan::CustomEra { gap, offset, .. }, Some(all)) = (&plan.end, &ch.spans) {
+            spans.clear();
+            spans.extend_from_slice(all.of(p as u32));
+            eras_into(spans, gap.saturating_add(*offset), *gap, custom_eras);
         }
 
-        let ends = &mut s.ends;
         ends.clear();
-        for e in qualified.iter() {
+        for e in evs {
             let mut best: Option<Day> = None;
             let mut consider = |d: Day| {
                 if ge(d, e.start) && best.is_none_or(|b| d < b) {
@@ -1340,7 +1378,6 @@ impl<'a> Evaluator<'a> {
                 ends.push((e.start, end));
             }
         }
-        let episodes = &mut s.episodes;
         eras_into(ends, plan.era_pad, plan.era_pad, episodes);
         let before_censor_window = !episodes.is_empty();
         let (cw_start, cw_end) = plan.censor_window;
