@@ -1155,6 +1155,43 @@ pub struct Cdm {
     pub care_site_place: HashMap<i64, i64>,
     /// Vocabulary.
     pub vocabulary: Vocabulary,
+    /// Per person index: its id and observation periods together (see [`PersonCore`]).
+    pub core: Vec<PersonCore>,
+}
+
+/// What evaluation reads of every person with an entry event, in one place:
+/// the person id and (up to two of) its observation periods. Reading them from
+/// `persons.id` and the observation_period columns costs a cache miss per
+/// array; this costs one.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PersonCore {
+    /// person_id.
+    pub id: i64,
+    /// The first two observation periods (start, end), in table order.
+    pub periods: [(Day, Day); 2],
+    /// Number of observation periods; above two, read them from the table.
+    pub n_periods: u32,
+}
+
+impl PersonCore {
+    /// The core of every person index.
+    pub fn build(persons: &Persons, ops: &EventTable) -> Vec<PersonCore> {
+        (0..persons.id.len())
+            .into_par_iter()
+            .map(|p| {
+                let rows = ops.rows(p);
+                let mut core = PersonCore {
+                    id: persons.id[p],
+                    n_periods: rows.len() as u32,
+                    ..PersonCore::default()
+                };
+                for (k, o) in rows.take(2).enumerate() {
+                    core.periods[k] = (ops.start.get(o), ops.end.get(o));
+                }
+                core
+            })
+            .collect()
+    }
 }
 
 fn cdm_err(path: &Path, message: impl Into<String>) -> CohortError {
@@ -1364,6 +1401,7 @@ impl Cdm {
         }
 
         let vocabulary = load_vocabulary(dir)?;
+        let core = PersonCore::build(&persons, &tables[Domain::ObservationPeriod as usize]);
         Ok(Cdm {
             dir: dir.to_path_buf(),
             persons,
@@ -1372,6 +1410,7 @@ impl Cdm {
             provider_specialty,
             care_site_place,
             vocabulary,
+            core,
         })
     }
 

@@ -441,91 +441,140 @@ impl<'a> Evaluator<'a> {
             spans: None,
         };
         let mut part = Partial::default();
+        // Primary criteria are read once, person by person, so their rows are
+        // gathered but turned into criteria rows only as each person comes up;
+        // a primary criteria with nested criteria is built whole, since those
+        // need its persons first.
+        let mut streams: Vec<Option<Gathered>> = Vec::with_capacity(plan.primary.len());
         for c in &plan.primary {
-            self.build(&mut ch, c, None);
+            if c.correlated.is_some() {
+                self.build(&mut ch, c, None);
+                streams.push(None);
+            } else {
+                let t = self.cdm.table(c.domain);
+                if c.needs_visit && ch.visits.is_none() {
+                    ch.visits = Some(self.visits(lo, n));
+                }
+                streams.push(Some(gather(t, &self.runs(t, c), lo, n, None)));
+            }
         }
         // The persons with a primary row, ascending.
         let mut candidates: Vec<u32> = Vec::new();
-        for c in &plan.primary {
-            candidates.extend_from_slice(&ch.batches[c.slot].persons);
+        for (c, stream) in plan.primary.iter().zip(&streams) {
+            match stream {
+                Some(g) => candidates.extend_from_slice(&g.persons),
+                None => candidates.extend_from_slice(&ch.batches[c.slot].persons),
+            }
         }
         if plan.primary.len() > 1 {
             candidates.sort_unstable();
             candidates.dedup();
         }
-        // Their observation periods, read in one tight loop so that the cache
-        // misses of consecutive persons overlap.
+        // Their ids and observation periods, read in one tight loop so that the
+        // cache misses of consecutive persons overlap.
         let ops = self.cdm.table(Domain::ObservationPeriod);
+        let core = &self.cdm.core;
         let mut periods: Vec<(Day, Day)> = Vec::with_capacity(candidates.len() * 2);
         let mut period_ends: Vec<u32> = Vec::with_capacity(candidates.len());
+        let mut ids: Vec<i64> = Vec::with_capacity(candidates.len());
         for (k, &p) in candidates.iter().enumerate() {
             if let Some(&q) = candidates.get(k + 16) {
-                prefetch(&ops.offsets, q as usize);
+                prefetch(core, q as usize);
             }
-            if let Some(&q) = candidates.get(k + 8)
-                && let Some(&o) = ops.offsets.get(q as usize)
-            {
-                ops.start.prefetch(o as usize);
-                ops.end.prefetch(o as usize);
-            }
-            for o in ops.rows(p as usize) {
-                periods.push((ops.start.get(o), ops.end.get(o)));
+            let c = &core[p as usize];
+            if c.n_periods <= 2 {
+                periods.extend_from_slice(&c.periods[..c.n_periods as usize]);
+            } else {
+                for o in ops.rows(p as usize) {
+                    periods.push((ops.start.get(o), ops.end.get(o)));
+                }
             }
             period_ends.push(periods.len() as u32);
+            ids.push(c.id);
         }
-        // Entry events of each of them.
+        // A plan that reads nothing but its entry events evaluates each person
+        // right away; otherwise the entry events are kept until the other
+        // criteria are gathered for the persons that have them.
+        let at_once = plan.additional.is_none()
+            && plan.rules.is_empty()
+            && plan.censoring.is_empty()
+            && !matches!(plan.end, EndPlan::CustomEra { .. });
         let mut scratch = Scratch::default();
+        let mut rows: Vec<Vec<CRow>> = vec![Vec::new(); plan.primary.len()];
+        let mut cursors = vec![0usize; plan.primary.len()];
         let mut events: Grouped<IndexEvent> = Grouped::default();
+        let mut event_ids: Vec<i64> = Vec::new();
         let mut has_events = vec![false; n];
         let mut period_start = 0usize;
+        if at_once {
+            part.rows.reserve(candidates.len());
+        }
         for (k, &p) in candidates.iter().enumerate() {
-            let from = events.rows.len();
             let mine = &periods[period_start..period_ends[k] as usize];
             period_start = period_ends[k] as usize;
-            self.primary_events(&ch, p as usize, mine, &mut scratch.cands, &mut events.rows);
-            events.close(p, from);
-            if events.rows.len() > from {
+            for (j, c) in plan.primary.iter().enumerate() {
+                let out = &mut rows[j];
+                out.clear();
+                match &streams[j] {
+                    Some(g) => {
+                        let cur = &mut cursors[j];
+                        while *cur < g.persons.len() && g.persons[*cur] < p {
+                            *cur += 1;
+                        }
+                        if *cur < g.persons.len() && g.persons[*cur] == p {
+                            let seg = &g.rows[g.starts[*cur] as usize..g.starts[*cur + 1] as usize];
+                            self.criteria_rows(&ch, c, p, seg, out);
+                        }
+                    }
+                    None => out.extend_from_slice(ch.rows(c.slot, p as usize)),
+                }
+            }
+            let from = events.rows.len();
+            self.primary_events(&rows, mine, &mut scratch.cands, &mut events.rows);
+            if events.rows.len() == from {
+                continue;
+            }
+            if at_once {
+                let evs = std::mem::take(&mut events.rows);
+                self.person(&ch, p as usize, ids[k], &evs, &mut scratch, &mut part);
+                events.rows = evs;
+                events.rows.clear();
+            } else {
+                events.close(p, from);
+                event_ids.push(ids[k]);
                 has_events[(p - lo) as usize] = true;
             }
         }
-        drop(candidates);
-        drop(periods);
-        if events.persons.is_empty() {
-            return part;
-        }
-        // Everything else is gathered for the persons with entry events only.
-        if let Some(g) = &plan.additional {
-            self.build_group(&mut ch, g, Some(&has_events));
-        }
-        for g in &plan.rules {
-            self.build_group(&mut ch, g, Some(&has_events));
-        }
-        for c in &plan.censoring {
-            self.build(&mut ch, c, Some(&has_events));
-        }
-        if let EndPlan::CustomEra {
-            drugs,
-            clusters,
-            days_supply,
-            ..
-        } = &plan.end
-        {
-            ch.spans = Some(self.custom_era_spans(&ch, drugs, clusters, *days_supply, &has_events));
-        }
-        part.rows.reserve(events.persons.len());
-        for (i, &p) in events.persons.iter().enumerate() {
-            let evs = &events.rows[events.starts[i] as usize..events.starts[i + 1] as usize];
-            self.person(&ch, p as usize, evs, &mut scratch, &mut part);
-        }
-        // Rows carry the person index until here; person ids are looked up in
-        // one tight loop.
-        let ids = &self.cdm.persons.id;
-        for k in 0..part.rows.len() {
-            if let Some(r) = part.rows.get(k + 16) {
-                prefetch(ids, r.subject_id as usize);
+        drop((candidates, periods, streams, rows, ids));
+        if !at_once {
+            if events.persons.is_empty() {
+                return part;
             }
-            let r = &mut part.rows[k];
-            r.subject_id = ids[r.subject_id as usize];
+            // Everything else is gathered for the persons with entry events only.
+            if let Some(g) = &plan.additional {
+                self.build_group(&mut ch, g, Some(&has_events));
+            }
+            for g in &plan.rules {
+                self.build_group(&mut ch, g, Some(&has_events));
+            }
+            for c in &plan.censoring {
+                self.build(&mut ch, c, Some(&has_events));
+            }
+            if let EndPlan::CustomEra {
+                drugs,
+                clusters,
+                days_supply,
+                ..
+            } = &plan.end
+            {
+                ch.spans =
+                    Some(self.custom_era_spans(&ch, drugs, clusters, *days_supply, &has_events));
+            }
+            part.rows.reserve(events.persons.len());
+            for (i, &p) in events.persons.iter().enumerate() {
+                let evs = &events.rows[events.starts[i] as usize..events.starts[i + 1] as usize];
+                self.person(&ch, p as usize, event_ids[i], evs, &mut scratch, &mut part);
+            }
         }
         part
     }
@@ -590,30 +639,10 @@ impl<'a> Evaluator<'a> {
             rows: Vec::with_capacity(gathered.rows.len()),
             ..Grouped::default()
         };
-        let persons = &self.cdm.persons;
         for (i, &p) in gathered.persons.iter().enumerate() {
-            if cp.needs_person && !persons.in_person_table[p as usize] {
-                continue;
-            }
-            let visits = ch.visits.as_ref().map(|v| v.of(p));
             let from = out.rows.len();
-            for &(r, c) in
-                &gathered.rows[gathered.starts[i] as usize..gathered.starts[i + 1] as usize]
-            {
-                if let Some(row) = self.row(
-                    cp,
-                    t,
-                    r as usize,
-                    t.clusters[c as usize],
-                    p as usize,
-                    visits,
-                ) {
-                    out.rows.push(row);
-                }
-                if cp.first {
-                    break;
-                }
-            }
+            let seg = &gathered.rows[gathered.starts[i] as usize..gathered.starts[i + 1] as usize];
+            self.criteria_rows(ch, cp, p, seg, &mut out.rows);
             out.close(p, from);
         }
         drop(gathered);
@@ -662,6 +691,40 @@ impl<'a> Evaluator<'a> {
             out = kept;
         }
         ch.batches[cp.slot] = out;
+    }
+
+    /// Appends the criteria rows of person `p` made from its gathered rows `seg`
+    /// (in start date and id order): `First` keeps the first, then the filters
+    /// and joins apply.
+    #[inline]
+    fn criteria_rows(
+        &self,
+        ch: &Chunk,
+        cp: &CriteriaPlan,
+        p: u32,
+        seg: &[(u32, u32)],
+        out: &mut Vec<CRow>,
+    ) {
+        if cp.needs_person && !self.cdm.persons.in_person_table[p as usize] {
+            return;
+        }
+        let t = self.cdm.table(cp.domain);
+        let visits = ch.visits.as_ref().map(|v| v.of(p));
+        for &(r, c) in seg {
+            if let Some(row) = self.row(
+                cp,
+                t,
+                r as usize,
+                t.clusters[c as usize],
+                p as usize,
+                visits,
+            ) {
+                out.push(row);
+            }
+            if cp.first {
+                break;
+            }
+        }
     }
 
     /// The visits of persons `lo..lo + n`: every row of visit_occurrence.
@@ -1130,11 +1193,11 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Appends person `p`'s entry events to `out`.
-    /// `periods` are the person's observation periods (start, end).
+    /// `rows` are the person's rows of each primary criteria, `periods` its
+    /// observation periods (start, end).
     fn primary_events(
         &self,
-        ch: &Chunk,
-        p: usize,
+        rows: &[Vec<CRow>],
         periods: &[(Day, Day)],
         cands: &mut Vec<(CRow, Day, Day)>,
         out: &mut Vec<IndexEvent>,
@@ -1142,12 +1205,12 @@ impl<'a> Evaluator<'a> {
         let plan = self.plan;
         // One criteria whose dates are not adjusted gives its rows in (start, id)
         // order already: events are numbered as they come.
-        if let [c] = plan.primary.as_slice()
+        if let ([c], [mine]) = (plan.primary.as_slice(), rows)
             && c.date_adjustment.is_none()
             && plan.primary_limit != Limit::Last
         {
             let from = out.len();
-            for r in ch.rows(c.slot, p) {
+            for r in mine {
                 for &(os, oe) in periods {
                     if le(os, r.start)
                         && ge(oe, r.start)
@@ -1171,8 +1234,8 @@ impl<'a> Evaluator<'a> {
             return;
         }
         cands.clear();
-        for c in &plan.primary {
-            for r in ch.rows(c.slot, p) {
+        for mine in rows {
+            for r in mine {
                 for &(os, oe) in periods {
                     if le(os, r.start)
                         && ge(oe, r.start)
@@ -1238,12 +1301,13 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Evaluates one person with entry events `primary`; its cohort rows and
-    /// inclusion masks go to `part`.
+    /// Evaluates person `p` (id `subject_id`) with entry events `primary`; its
+    /// cohort rows and inclusion masks go to `part`.
     fn person(
         &self,
         ch: &Chunk,
         p: usize,
+        subject_id: i64,
         primary: &[IndexEvent],
         s: &mut Scratch,
         part: &mut Partial,
@@ -1399,8 +1463,6 @@ impl<'a> Evaluator<'a> {
         if before_censor_window && episodes.is_empty() {
             part.censored_lost += 1;
         }
-        // The person index; the caller replaces it with the person id.
-        let subject_id = p as i64;
         part.rows
             .extend(episodes.iter().map(|&(start, end)| CohortRow {
                 subject_id,

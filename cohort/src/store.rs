@@ -17,8 +17,8 @@
 //! into place, so a reader never sees a half-written index.
 
 use crate::cdm::{
-    Cdm, ConceptIndex, Days, Domain, EventTable, Extra, ExtraColumn, Ids, Nums, Persons,
-    Vocabulary, by_domain,
+    Cdm, ConceptIndex, Days, Domain, EventTable, Extra, ExtraColumn, Ids, Nums, PersonCore,
+    Persons, Vocabulary, by_domain,
 };
 use crate::error::{CohortError, Result};
 use rayon::prelude::*;
@@ -586,6 +586,7 @@ pub fn load(dir: &Path) -> Result<Cdm> {
         .map(|(d, t, idx)| ((d, t), (d, idx)))
         .unzip();
     let (tables, index) = (by_domain(tables), by_domain(index));
+    let core = PersonCore::build(&persons, &tables[Domain::ObservationPeriod as usize]);
     Ok(Cdm {
         dir: source,
         persons,
@@ -594,6 +595,7 @@ pub fn load(dir: &Path) -> Result<Cdm> {
         provider_specialty,
         care_site_place,
         vocabulary,
+        core,
     })
 }
 
