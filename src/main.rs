@@ -36,7 +36,7 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc's `mi_option_purge_delay` (its `mi_option_e` enum in `mimalloc.h`,
-/// version 2, the one this build compiles).
+/// the same in its versions 2 and 3).
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
 /// Keeps freed memory in the process instead of handing it back to the OS

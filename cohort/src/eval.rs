@@ -499,6 +499,12 @@ impl<'a> Evaluator<'a> {
             && plan.rules.is_empty()
             && plan.censoring.is_empty()
             && !matches!(plan.end, EndPlan::CustomEra { .. });
+        // Evaluated at once and numbered as they come (see `primary_events`), the
+        // entry events' ids and visits are never read.
+        let lean = at_once
+            && plan.primary.len() == 1
+            && plan.primary[0].date_adjustment.is_none()
+            && plan.primary_limit != Limit::Last;
         let mut scratch = Scratch::default();
         let mut rows: Vec<Vec<CRow>> = vec![Vec::new(); plan.primary.len()];
         let mut cursors = vec![0usize; plan.primary.len()];
@@ -523,7 +529,7 @@ impl<'a> Evaluator<'a> {
                         }
                         if *cur < g.persons.len() && g.persons[*cur] == p {
                             let seg = &g.rows[g.starts[*cur] as usize..g.starts[*cur + 1] as usize];
-                            self.criteria_rows(&ch, c, p, seg, out);
+                            self.criteria_rows(&ch, c, p, seg, lean, out);
                         }
                     }
                     None => out.extend_from_slice(ch.rows(c.slot, p as usize)),
@@ -642,7 +648,7 @@ impl<'a> Evaluator<'a> {
         for (i, &p) in gathered.persons.iter().enumerate() {
             let from = out.rows.len();
             let seg = &gathered.rows[gathered.starts[i] as usize..gathered.starts[i + 1] as usize];
-            self.criteria_rows(ch, cp, p, seg, &mut out.rows);
+            self.criteria_rows(ch, cp, p, seg, false, &mut out.rows);
             out.close(p, from);
         }
         drop(gathered);
@@ -703,6 +709,7 @@ impl<'a> Evaluator<'a> {
         cp: &CriteriaPlan,
         p: u32,
         seg: &[(u32, u32)],
+        lean: bool,
         out: &mut Vec<CRow>,
     ) {
         if cp.needs_person && !self.cdm.persons.in_person_table[p as usize] {
@@ -718,6 +725,7 @@ impl<'a> Evaluator<'a> {
                 t.clusters[c as usize],
                 p as usize,
                 visits,
+                lean,
             ) {
                 out.push(row);
             }
@@ -883,7 +891,9 @@ impl<'a> Evaluator<'a> {
 
     /// Row `r` of `t` (cluster concept `concept`) as a row of criteria `cp`
     /// for person `p`, or `None` when a filter or join drops it. `visits` are
-    /// the person's visits, when the criteria joins them.
+    /// the person's visits, when the criteria joins them. A `lean` row leaves
+    /// out the event id and visit (null), for rows nothing will order, join
+    /// or count by them.
     #[inline]
     fn row(
         &self,
@@ -893,6 +903,7 @@ impl<'a> Evaluator<'a> {
         concept: i64,
         p: usize,
         visits: Option<&[(i64, i64)]>,
+        lean: bool,
     ) -> Option<CRow> {
         let raw_start = t.start.get(r);
         let raw_end = match cp.end_rule {
@@ -945,11 +956,16 @@ impl<'a> Evaluator<'a> {
             Domain::Death if concept == NULL_ID => 0,
             _ => concept,
         };
+        let (event_id, visit) = if lean {
+            (NULL_ID, NULL_ID)
+        } else {
+            (t.id.get(r), t.visit.get(r))
+        };
         Some(CRow {
-            event_id: t.id.get(r),
+            event_id,
             start: cp.user_period.0.unwrap_or(start),
             end: cp.user_period.1.unwrap_or(end),
-            visit: t.visit.get(r),
+            visit,
             sort: start,
             concept,
         })
@@ -1401,32 +1417,7 @@ impl<'a> Evaluator<'a> {
 
         ends.clear();
         for e in evs {
-            let mut best: Option<Day> = None;
-            let mut consider = |d: Day| {
-                if ge(d, e.start) && best.is_none_or(|b| d < b) {
-                    best = Some(d);
-                }
-            };
-            match &plan.end {
-                EndPlan::DateOffset { from_end, offset } => {
-                    let base = if *from_end { e.end } else { e.start };
-                    let d = add_days(base, *offset);
-                    consider(if d != NULL_DAY && d > e.op_end {
-                        e.op_end
-                    } else {
-                        d
-                    });
-                }
-                EndPlan::ObservationPeriodEnd => consider(e.op_end),
-                EndPlan::CustomEra { .. } => {
-                    consider(e.op_end);
-                    for &(s, en) in custom_eras.iter() {
-                        if le(s, e.start) && ge(en, e.start) {
-                            consider(en);
-                        }
-                    }
-                }
-            }
+            let mut best = self.strategy_end(e, custom_eras);
             for c in &plan.censoring {
                 let m = ch
                     .rows(c.slot, p)
@@ -1434,14 +1425,65 @@ impl<'a> Evaluator<'a> {
                     .filter(|c| ge(c.start, e.start) && le(c.start, e.op_end))
                     .map(|c| c.start)
                     .min();
-                if let Some(m) = m {
-                    consider(m);
+                if let Some(m) = m
+                    && ge(m, e.start)
+                    && best.is_none_or(|b| m < b)
+                {
+                    best = Some(m);
                 }
             }
             if let Some(end) = best {
                 ends.push((e.start, end));
             }
         }
+        self.finish(subject_id, ends, episodes, part);
+    }
+
+    /// The end the end strategy gives event `e` (`None` when no candidate end
+    /// falls on or after its start); `custom_eras` are the person's drug eras
+    /// for the custom era strategy.
+    #[inline]
+    fn strategy_end(&self, e: &IndexEvent, custom_eras: &[(Day, Day)]) -> Option<Day> {
+        let mut best: Option<Day> = None;
+        let mut consider = |d: Day| {
+            if ge(d, e.start) && best.is_none_or(|b| d < b) {
+                best = Some(d);
+            }
+        };
+        match &self.plan.end {
+            EndPlan::DateOffset { from_end, offset } => {
+                let base = if *from_end { e.end } else { e.start };
+                let d = add_days(base, *offset);
+                consider(if d != NULL_DAY && d > e.op_end {
+                    e.op_end
+                } else {
+                    d
+                });
+            }
+            EndPlan::ObservationPeriodEnd => consider(e.op_end),
+            EndPlan::CustomEra { .. } => {
+                consider(e.op_end);
+                for &(s, en) in custom_eras {
+                    if le(s, e.start) && ge(en, e.start) {
+                        consider(en);
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    /// Collapses a person's (start, end) spans into eras, applies the censor
+    /// window and appends the cohort rows to `part`.
+    #[inline]
+    fn finish(
+        &self,
+        subject_id: i64,
+        ends: &mut [(Day, Day)],
+        episodes: &mut Vec<(Day, Day)>,
+        part: &mut Partial,
+    ) {
+        let plan = self.plan;
         eras_into(ends, plan.era_pad, plan.era_pad, episodes);
         let before_censor_window = !episodes.is_empty();
         let (cw_start, cw_end) = plan.censor_window;
