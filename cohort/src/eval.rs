@@ -249,6 +249,54 @@ fn gather(
         }
         return g;
     }
+    if runs.len() <= 8 {
+        // A few runs: merge them person by person (each is in person, start and
+        // id order); a person with rows from several runs gets its rows ordered
+        // by start date and id.
+        let mut heads: Vec<usize> = vec![0; runs.len()];
+        let mut next_of: Vec<u32> = runs
+            .iter()
+            .map(|(run, _, _)| t.person[run.row(0)])
+            .collect();
+        loop {
+            let next = next_of.iter().copied().min().unwrap_or(u32::MAX);
+            if next == u32::MAX {
+                break;
+            }
+            let from = g.rows.len();
+            let mut sources = 0;
+            for (k, &(run, c, pred)) in runs.iter().enumerate() {
+                if next_of[k] != next {
+                    continue;
+                }
+                let before = g.rows.len();
+                let mut i = heads[k];
+                while i < run.len() {
+                    let r = run.row(i);
+                    let p = t.person[r];
+                    if p != next {
+                        next_of[k] = p;
+                        break;
+                    }
+                    if keep(r, pred) {
+                        g.rows.push((r as u32, c));
+                    }
+                    i += 1;
+                }
+                if i == run.len() {
+                    next_of[k] = u32::MAX;
+                }
+                heads[k] = i;
+                sources += usize::from(g.rows.len() > before);
+            }
+            if sources > 1 {
+                g.rows[from..]
+                    .sort_by_key(|&(r, _)| (t.start.get(r as usize), t.id.get(r as usize)));
+            }
+            g.close(next, from);
+        }
+        return g;
+    }
     // Several runs: a counting sort by person, with per-thread arrays over the
     // chunk's persons (only the entries touched are reset), and bitsets of the
     // persons seen and of those with rows from more than one run.
