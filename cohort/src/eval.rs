@@ -223,6 +223,7 @@ fn gather(
     };
     let mut g = Gathered {
         starts: vec![0],
+        rows: Vec::with_capacity(runs.iter().map(|(r, _, _)| r.len()).sum()),
         ..Gathered::default()
     };
     if runs.len() == 1 {
@@ -563,28 +564,23 @@ impl<'a> Evaluator<'a> {
         if at_once {
             part.rows.reserve(candidates.len());
         }
+        // One streamed criteria in entry order: its persons are the candidates.
+        let single = match (plan.primary.as_slice(), streams.as_slice()) {
+            ([c], [Some(g)]) if c.date_adjustment.is_none() && plan.primary_limit != Limit::Last => {
+                Some((c, g))
+            }
+            _ => None,
+        };
         for (k, &p) in candidates.iter().enumerate() {
             let mine = &periods[period_start..period_ends[k] as usize];
             period_start = period_ends[k] as usize;
-            for (j, c) in plan.primary.iter().enumerate() {
-                let out = &mut rows[j];
-                out.clear();
-                match &streams[j] {
-                    Some(g) => {
-                        let cur = &mut cursors[j];
-                        while *cur < g.persons.len() && g.persons[*cur] < p {
-                            *cur += 1;
-                        }
-                        if *cur < g.persons.len() && g.persons[*cur] == p {
-                            let seg = &g.rows[g.starts[*cur] as usize..g.starts[*cur + 1] as usize];
-                            self.criteria_rows(&ch, c, p, seg, lean, out);
-                        }
-                    }
-                    None => out.extend_from_slice(ch.rows(c.slot, p as usize)),
-                }
-            }
             let from = events.rows.len();
-            self.primary_events(&rows, mine, &mut scratch.cands, &mut events.rows);
+            if let Some((c, g)) = single {
+                let seg = &g.rows[g.starts[k] as usize..g.starts[k + 1] as usize];
+                self.entry_events(&ch, c, p, seg, lean, mine, &mut events.rows);
+            } else {
+                self.candidate_events(&ch, p, &streams, &mut cursors, lean, mine, &mut rows, &mut scratch.cands, &mut events.rows);
+            }
             if events.rows.len() == from {
                 continue;
             }
@@ -631,6 +627,106 @@ impl<'a> Evaluator<'a> {
             }
         }
         part
+    }
+
+    /// Whether an event starting on `start` lies in the observation period
+    /// (`os`, `oe`) with the observation window around it.
+    #[inline]
+    fn in_window(&self, start: Day, os: Day, oe: Day) -> bool {
+        let plan = self.plan;
+        le(os, start)
+            && ge(oe, start)
+            && le(add_days(os, plan.prior_days), start)
+            && le(add_days(start, plan.post_days), oe)
+    }
+
+    /// Appends person `p`'s entry events made from its gathered rows `seg` of
+    /// the one primary criteria `cp` (in entry order, so events are numbered
+    /// as they come); `periods` are the person's observation periods.
+    #[allow(clippy::too_many_arguments)]
+    fn entry_events(
+        &self,
+        ch: &Chunk,
+        cp: &CriteriaPlan,
+        p: u32,
+        seg: &[(u32, u32)],
+        lean: bool,
+        periods: &[(Day, Day)],
+        out: &mut Vec<IndexEvent>,
+    ) {
+        if cp.needs_person && !self.cdm.persons.in_person_table[p as usize] {
+            return;
+        }
+        let t = self.cdm.table(cp.domain);
+        let visits = ch.visits.as_ref().map(|v| v.of(p));
+        let from = out.len();
+        for &(r, c) in seg {
+            let row = self.row(
+                cp,
+                t,
+                r as usize,
+                t.clusters[c as usize],
+                p as usize,
+                visits,
+                lean,
+            );
+            if let Some(r) = row {
+                for &(os, oe) in periods {
+                    if self.in_window(r.start, os, oe) {
+                        out.push(IndexEvent {
+                            event_id: (out.len() - from) as i64 + 1,
+                            start: r.start,
+                            end: r.end,
+                            op_start: os,
+                            op_end: oe,
+                            visit: r.visit,
+                        });
+                        if self.plan.primary_limit == Limit::First {
+                            return;
+                        }
+                    }
+                }
+            }
+            if cp.first {
+                break;
+            }
+        }
+    }
+
+    /// Appends person `p`'s entry events from the rows of every primary
+    /// criteria (streamed ones advance their cursor; built ones are looked
+    /// up); `rows` and `cands` are buffers.
+    #[allow(clippy::too_many_arguments)]
+    fn candidate_events(
+        &self,
+        ch: &Chunk,
+        p: u32,
+        streams: &[Option<Gathered>],
+        cursors: &mut [usize],
+        lean: bool,
+        periods: &[(Day, Day)],
+        rows: &mut [Vec<CRow>],
+        cands: &mut Vec<(CRow, Day, Day)>,
+        out: &mut Vec<IndexEvent>,
+    ) {
+        for (j, c) in self.plan.primary.iter().enumerate() {
+            let mine = &mut rows[j];
+            mine.clear();
+            match &streams[j] {
+                Some(g) => {
+                    let cur = &mut cursors[j];
+                    while *cur < g.persons.len() && g.persons[*cur] < p {
+                        *cur += 1;
+                    }
+                    if *cur < g.persons.len() && g.persons[*cur] == p {
+                        let seg = &g.rows[g.starts[*cur] as usize..g.starts[*cur + 1] as usize];
+                        self.criteria_rows(ch, c, p, seg, lean, mine);
+                    }
+                }
+                None => mine.extend_from_slice(ch.rows(c.slot, p as usize)),
+            }
+        }
+        self.primary_events(rows, periods, cands, out);
     }
 
     /// The runs of rows a criteria reads: the clusters of its concept set, or
@@ -1276,11 +1372,7 @@ impl<'a> Evaluator<'a> {
             let from = out.len();
             for r in mine {
                 for &(os, oe) in periods {
-                    if le(os, r.start)
-                        && ge(oe, r.start)
-                        && le(add_days(os, plan.prior_days), r.start)
-                        && le(add_days(r.start, plan.post_days), oe)
-                    {
+                    if self.in_window(r.start, os, oe) {
                         out.push(IndexEvent {
                             event_id: (out.len() - from) as i64 + 1,
                             start: r.start,
@@ -1301,11 +1393,7 @@ impl<'a> Evaluator<'a> {
         for mine in rows {
             for r in mine {
                 for &(os, oe) in periods {
-                    if le(os, r.start)
-                        && ge(oe, r.start)
-                        && le(add_days(os, plan.prior_days), r.start)
-                        && le(add_days(r.start, plan.post_days), oe)
-                    {
+                    if self.in_window(r.start, os, oe) {
                         cands.push((*r, os, oe));
                     }
                 }
@@ -1347,6 +1435,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The first (or last) event by date, or all.
+    #[inline]
     fn limit(events: &[IndexEvent], limit: Limit) -> &[IndexEvent] {
         let best = match limit {
             Limit::All => return events,
@@ -1592,7 +1681,7 @@ pub fn eras(mut spans: Vec<(Day, Day)>, add: i32, sub: i32) -> Vec<(Day, Day)> {
 /// [`eras`] into a reused buffer (`spans` is sorted in place; `out` is replaced).
 fn eras_into(spans: &mut [(Day, Day)], add: i32, sub: i32, out: &mut Vec<(Day, Day)>) {
     out.clear();
-    if spans.len() > 1 {
+    if !spans.is_sorted() {
         spans.sort_unstable();
     }
     let mut running: Option<Day> = None;

@@ -14,7 +14,6 @@ use crate::model::{
     DateField, DateRange, DateType, DemographicCriteria, DomainCriteria, EndStrategy, NumericRange,
     TextFilter, Window,
 };
-use roaring::RoaringBitmap;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -292,10 +291,6 @@ pub struct CriteriaPlan {
     pub clusters: Option<Vec<u32>>,
     /// `source_codeset` as a matcher of the domain table's source concept column.
     pub source_match: Option<Matcher>,
-    /// Person indexes that can have a row of this criteria (those with a row
-    /// of its concept sets, and of what its correlated criteria require), from
-    /// the per-concept bitmaps. Other persons are skipped without a scan.
-    pub persons: Option<Arc<RoaringBitmap>>,
     /// Keep only the first codeset-matching row (before other filters).
     pub first: bool,
     /// (start from end?, start offset, end from start?, end offset).
@@ -327,7 +322,6 @@ impl CriteriaPlan {
             source_codeset: None,
             clusters: None,
             source_match: None,
-            persons: None,
             first: false,
             date_adjustment: None,
             filters: Vec::new(),
@@ -459,57 +453,6 @@ impl GroupPlan {
     /// Number of members.
     pub fn members(&self) -> usize {
         self.criteria.len() + self.demographics.len() + self.groups.len()
-    }
-
-    /// Persons outside of which no event can pass this group (`None`: anyone
-    /// may), from the members' [`CriteriaPlan::persons`]. A member counts only
-    /// when it needs at least one related row (its count test fails at 0).
-    ///
-    /// The group's test is `copies × passing members` against the rule (the
-    /// SQL joins each copy of an event id), so with `unique_events` false
-    /// `ALL` only implies that some member passes; with unique event ids
-    /// (entry events are numbered) it implies that every member passes.
-    pub fn necessary_persons(&self, unique_events: bool) -> Option<RoaringBitmap> {
-        let sets: Vec<Option<RoaringBitmap>> = self
-            .criteria
-            .iter()
-            .map(|c| {
-                if c.op.test(0, c.count) {
-                    None
-                } else {
-                    c.criteria.persons.as_deref().cloned()
-                }
-            })
-            .chain(self.demographics.iter().map(|_| None))
-            .chain(
-                self.groups
-                    .iter()
-                    .map(|g| g.necessary_persons(unique_events)),
-            )
-            .collect();
-        if sets.is_empty() {
-            return None;
-        }
-        let union = || {
-            let mut u = RoaringBitmap::new();
-            for s in &sets {
-                u |= s.as_ref()?;
-            }
-            Some(u)
-        };
-        match self.rule {
-            GroupRule::All if unique_events => {
-                let mut known = sets.iter().flatten();
-                let mut acc = known.next()?.clone();
-                for s in known {
-                    acc &= s;
-                }
-                Some(acc)
-            }
-            GroupRule::All | GroupRule::Any => union(),
-            GroupRule::AtLeast(k) if k >= 1 => union(),
-            GroupRule::AtLeast(_) | GroupRule::AtMost(_) => None,
-        }
     }
 }
 
@@ -1310,22 +1253,6 @@ impl<'a> Compiler<'a> {
             .source_codeset
             .as_ref()
             .map(|cs| Matcher::new(&table.source, cs));
-        let idx = self.cdm.concept_index(p.domain);
-        let mut persons = idx.any.clone();
-        if let Some(cs) = &p.codeset {
-            persons &= idx.persons_with(cs, false);
-        }
-        if let Some(cs) = &p.source_codeset {
-            persons &= idx.persons_with(cs, true);
-        }
-        if let Some(b) = p
-            .correlated
-            .as_ref()
-            .and_then(|g| g.necessary_persons(false))
-        {
-            persons &= b;
-        }
-        p.persons = Some(Arc::new(persons));
         p.slot = self.next_slot.get();
         self.next_slot.set(p.slot + 1);
         Ok(p)
@@ -1681,79 +1608,5 @@ impl CohortPlan {
             censor_window,
             slots: c.next_slot.get(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn member(persons: &[u32], op: CountOp, count: i64) -> CorrelatedPlan {
-        let window = WindowPlan {
-            index_end: false,
-            event_end: false,
-            lower: None,
-            upper: None,
-        };
-        CorrelatedPlan {
-            criteria: CriteriaPlan {
-                persons: Some(Arc::new(persons.iter().copied().collect())),
-                ..CriteriaPlan::unfiltered(Domain::ConditionOccurrence, EndRule::Stored)
-            },
-            start: window,
-            end: None,
-            restrict_visit: false,
-            check_op: false,
-            op,
-            count,
-            distinct: None,
-        }
-    }
-
-    fn group(rule: GroupRule, criteria: Vec<CorrelatedPlan>) -> GroupPlan {
-        GroupPlan {
-            rule,
-            criteria,
-            demographics: Vec::new(),
-            groups: Vec::new(),
-        }
-    }
-
-    fn set(b: Option<RoaringBitmap>) -> Option<Vec<u32>> {
-        b.map(|b| b.iter().collect())
-    }
-
-    #[test]
-    fn necessary_persons_follow_the_group_rule() {
-        let a = || member(&[1, 2, 3], CountOp::AtLeast, 1);
-        let b = || member(&[2, 3, 4], CountOp::AtLeast, 2);
-        let all = group(GroupRule::All, vec![a(), b()]);
-        assert_eq!(set(all.necessary_persons(true)), Some(vec![2, 3]));
-        // Copies of an event id can make ALL pass with fewer members passing.
-        assert_eq!(set(all.necessary_persons(false)), Some(vec![1, 2, 3, 4]));
-        let any = group(GroupRule::Any, vec![a(), b()]);
-        assert_eq!(set(any.necessary_persons(true)), Some(vec![1, 2, 3, 4]));
-        assert_eq!(
-            set(group(GroupRule::AtLeast(1), vec![a(), b()]).necessary_persons(true)),
-            Some(vec![1, 2, 3, 4])
-        );
-        assert_eq!(
-            set(group(GroupRule::AtMost(1), vec![a(), b()]).necessary_persons(true)),
-            None
-        );
-        // A member satisfied by zero rows ("no prior X") needs nobody.
-        let absent = || member(&[1], CountOp::Exactly, 0);
-        assert_eq!(
-            set(group(GroupRule::All, vec![absent(), b()]).necessary_persons(true)),
-            Some(vec![2, 3, 4])
-        );
-        assert_eq!(
-            set(group(GroupRule::Any, vec![absent(), b()]).necessary_persons(true)),
-            None
-        );
-        assert_eq!(
-            set(group(GroupRule::All, Vec::new()).necessary_persons(true)),
-            None
-        );
     }
 }
