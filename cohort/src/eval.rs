@@ -566,20 +566,52 @@ impl<'a> Evaluator<'a> {
         }
         // One streamed criteria in entry order: its persons are the candidates.
         let single = match (plan.primary.as_slice(), streams.as_slice()) {
-            ([c], [Some(g)]) if c.date_adjustment.is_none() && plan.primary_limit != Limit::Last => {
+            ([c], [Some(g)])
+                if c.date_adjustment.is_none() && plan.primary_limit != Limit::Last =>
+            {
                 Some((c, g))
             }
             _ => None,
         };
+        // ... and when nothing else is read, every step of a person's evaluation
+        // can run as its rows come (see `entry_spans`).
+        let fused = at_once
+            && single.is_some()
+            && plan.expression_limit != Limit::Last
+            && plan.era_pad >= 0;
         for (k, &p) in candidates.iter().enumerate() {
             let mine = &periods[period_start..period_ends[k] as usize];
             period_start = period_ends[k] as usize;
+            if fused && let Some((c, g)) = single {
+                let seg = &g.rows[g.starts[k] as usize..g.starts[k + 1] as usize];
+                self.entry_spans(
+                    &ch,
+                    c,
+                    p,
+                    ids[k],
+                    seg,
+                    mine,
+                    &mut scratch.episodes,
+                    &mut part,
+                );
+                continue;
+            }
             let from = events.rows.len();
             if let Some((c, g)) = single {
                 let seg = &g.rows[g.starts[k] as usize..g.starts[k + 1] as usize];
                 self.entry_events(&ch, c, p, seg, lean, mine, &mut events.rows);
             } else {
-                self.candidate_events(&ch, p, &streams, &mut cursors, lean, mine, &mut rows, &mut scratch.cands, &mut events.rows);
+                self.candidate_events(
+                    &ch,
+                    p,
+                    &streams,
+                    &mut cursors,
+                    lean,
+                    mine,
+                    &mut rows,
+                    &mut scratch.cands,
+                    &mut events.rows,
+                );
             }
             if events.rows.len() == from {
                 continue;
@@ -663,7 +695,6 @@ impl<'a> Evaluator<'a> {
         for &(r, c) in seg {
             let row = self.row(
                 cp,
-                t,
                 r as usize,
                 t.clusters[c as usize],
                 p as usize,
@@ -690,6 +721,76 @@ impl<'a> Evaluator<'a> {
             if cp.first {
                 break;
             }
+        }
+    }
+
+    /// Evaluates person `p` (id `subject_id`) of a plan whose only criteria is
+    /// one primary criteria read in entry order, with no additional criteria,
+    /// inclusion rules, censoring or custom eras, a first-or-all expression
+    /// limit and a padding of at least zero: each entry event's end is found
+    /// and folded into the eras as the rows come, without keeping the events.
+    /// (Events arrive by start date; spans of equal start merge whatever their
+    /// order when the padding is not negative, so this equals sorting first.)
+    #[allow(clippy::too_many_arguments)]
+    fn entry_spans(
+        &self,
+        ch: &Chunk,
+        cp: &CriteriaPlan,
+        p: u32,
+        subject_id: i64,
+        seg: &[(u32, u32)],
+        periods: &[(Day, Day)],
+        episodes: &mut Vec<(Day, Day)>,
+        part: &mut Partial,
+    ) {
+        if cp.needs_person && !self.cdm.persons.in_person_table[p as usize] {
+            return;
+        }
+        let plan = self.plan;
+        let first_only =
+            plan.primary_limit == Limit::First || plan.expression_limit == Limit::First;
+        let t = self.cdm.table(cp.domain);
+        let visits = ch.visits.as_ref().map(|v| v.of(p));
+        let mut eras = EraBuilder::new(plan.era_pad, plan.era_pad);
+        episodes.clear();
+        let mut any = false;
+        'rows: for &(r, c) in seg {
+            let row = self.row(
+                cp,
+                r as usize,
+                t.clusters[c as usize],
+                p as usize,
+                visits,
+                true,
+            );
+            if let Some(row) = row {
+                for &(op_start, op_end) in periods {
+                    if self.in_window(row.start, op_start, op_end) {
+                        any = true;
+                        let e = IndexEvent {
+                            event_id: 0,
+                            start: row.start,
+                            end: row.end,
+                            op_start,
+                            op_end,
+                            visit: NULL_ID,
+                        };
+                        if let Some(end) = self.strategy_end(&e, &[]) {
+                            eras.push(row.start, end, episodes);
+                        }
+                        if first_only {
+                            break 'rows;
+                        }
+                    }
+                }
+            }
+            if cp.first {
+                break;
+            }
+        }
+        if any {
+            eras.finish(episodes);
+            self.emit(subject_id, episodes, part);
         }
     }
 
@@ -864,7 +965,6 @@ impl<'a> Evaluator<'a> {
         for &(r, c) in seg {
             if let Some(row) = self.row(
                 cp,
-                t,
                 r as usize,
                 t.clusters[c as usize],
                 p as usize,
@@ -1033,7 +1133,7 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Row `r` of `t` (cluster concept `concept`) as a row of criteria `cp`
+    /// Row `r` of the criteria's table (cluster concept `concept`) as a row of criteria `cp`
     /// for person `p`, or `None` when a filter or join drops it. `visits` are
     /// the person's visits, when the criteria joins them. A `lean` row leaves
     /// out the event id and visit (null), for rows nothing will order, join
@@ -1042,13 +1142,13 @@ impl<'a> Evaluator<'a> {
     fn row(
         &self,
         cp: &CriteriaPlan,
-        t: &EventTable,
         r: usize,
         concept: i64,
         p: usize,
         visits: Option<&[(i64, i64)]>,
         lean: bool,
     ) -> Option<CRow> {
+        let t = self.cdm.table(cp.domain);
         let raw_start = t.start.get(r);
         let raw_end = match cp.end_rule {
             EndRule::Stored => t.end.get(r),
@@ -1622,6 +1722,13 @@ impl<'a> Evaluator<'a> {
     ) {
         let plan = self.plan;
         eras_into(ends, plan.era_pad, plan.era_pad, episodes);
+        self.emit(subject_id, episodes, part);
+    }
+
+    /// Applies the censor window to a person's eras and appends them to `part`.
+    #[inline]
+    fn emit(&self, subject_id: i64, episodes: &mut Vec<(Day, Day)>, part: &mut Partial) {
+        let plan = self.plan;
         let before_censor_window = !episodes.is_empty();
         let (cw_start, cw_end) = plan.censor_window;
         if cw_start.is_some() || cw_end.is_some() {
@@ -1684,28 +1791,59 @@ fn eras_into(spans: &mut [(Day, Day)], add: i32, sub: i32, out: &mut Vec<(Day, D
     if !spans.is_sorted() {
         spans.sort_unstable();
     }
-    let mut running: Option<Day> = None;
-    let mut current: Option<(Day, Day)> = None;
+    let mut b = EraBuilder::new(add, sub);
     for &(s, e) in spans.iter() {
-        let padded = add_days(e, add);
-        let continues = running.is_some_and(|m| ge(m, s));
+        b.push(s, e, out);
+    }
+    b.finish(out);
+}
+
+/// Circe's era builder over spans given in (start, end) order, one span at a time.
+struct EraBuilder {
+    add: i32,
+    sub: i32,
+    running: Option<Day>,
+    current: Option<(Day, Day)>,
+}
+
+impl EraBuilder {
+    #[inline]
+    fn new(add: i32, sub: i32) -> Self {
+        Self {
+            add,
+            sub,
+            running: None,
+            current: None,
+        }
+    }
+
+    /// Adds a span; an era it closes goes to `out`.
+    #[inline]
+    fn push(&mut self, s: Day, e: Day, out: &mut Vec<(Day, Day)>) {
+        let padded = add_days(e, self.add);
+        let continues = self.running.is_some_and(|m| ge(m, s));
         if !continues {
-            if let Some((cs, ce)) = current.take() {
-                out.push((cs, add_days(ce, sub.saturating_neg())));
+            if let Some((cs, ce)) = self.current.take() {
+                out.push((cs, add_days(ce, self.sub.saturating_neg())));
             }
-            current = Some((s, padded));
-        } else if let Some((_, ce)) = current.as_mut()
+            self.current = Some((s, padded));
+        } else if let Some((_, ce)) = self.current.as_mut()
             && padded != NULL_DAY
             && (*ce == NULL_DAY || padded > *ce)
         {
             *ce = padded;
         }
         if padded != NULL_DAY {
-            running = Some(running.map_or(padded, |m| m.max(padded)));
+            self.running = Some(self.running.map_or(padded, |m| m.max(padded)));
         }
     }
-    if let Some((cs, ce)) = current {
-        out.push((cs, add_days(ce, sub.saturating_neg())));
+
+    /// Closes the last era.
+    #[inline]
+    fn finish(&mut self, out: &mut Vec<(Day, Day)>) {
+        if let Some((cs, ce)) = self.current.take() {
+            out.push((cs, add_days(ce, self.sub.saturating_neg())));
+        }
     }
 }
 
