@@ -40,11 +40,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
 /// Keeps freed memory in the process instead of handing it back to the OS
-/// after 10 ms: an ETL run and a cohort query free and reallocate buffers of
-/// the same sizes over and over, and every page handed back costs a page fault
-/// and the kernel zeroing it when it is taken again. Peak memory is unchanged;
-/// memory is returned at exit.
-fn keep_freed_memory() {
+/// after 10 ms: cohort queries free and reallocate buffers of the same sizes
+/// over and over, and every page handed back costs a page fault and the kernel
+/// zeroing it when it is taken again. Called once the large one-off
+/// allocations (loading or building an index) are over, so that their
+/// transient memory is still returned.
+pub(crate) fn keep_freed_memory() {
     // SAFETY: sets one mimalloc option, a plain store the allocator reads
     // whenever it considers purging; any value is valid (-1: never purge).
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
@@ -76,7 +77,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory();
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
