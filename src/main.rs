@@ -40,7 +40,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
 /// Keeps freed memory in the process instead of handing it back to the OS
-/// after 10 ms: cohort queries free and reallocate buffers of the same sizes
+/// after a second: cohort queries free and reallocate buffers of the same sizes
 /// over and over, and every page handed back costs a page fault and the kernel
 /// zeroing it when it is taken again. Called once the large one-off
 /// allocations (loading or building an index) are over, so that their
@@ -109,7 +109,7 @@ fn init_logging() {
 #[cfg(test)]
 mod tests {
     /// The option number is mimalloc's purge delay: it has that option's default
-    /// (10 ms), which its neighbours in the enum do not have.
+    /// (1,000 ms in mimalloc 3), which its neighbours in the enum do not have.
     #[test]
     fn the_purge_delay_option_is_the_right_one() {
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
@@ -117,6 +117,6 @@ mod tests {
         }
         // SAFETY: reads one mimalloc option.
         let value = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
-        assert_eq!(value, 10);
+        assert_eq!(value, 1000);
     }
 }
