@@ -59,6 +59,34 @@ impl KeyMap {
     }
 }
 
+/// The rows of a keyed table that become CDM rows, in id order: of the rows sharing a key,
+/// the first in `order` (positions into `keys`); sorted by key. Null keys are left out.
+///
+/// Done here rather than as a polars sort because source keys are often long (36-character
+/// UUIDs) and sorting such a column with polars took over a second per million keys; the
+/// distinct keys are sorted as byte slices in parallel instead.
+pub fn first_by_key(keys: &StringChunked, order: &IdxCa) -> IdxCa {
+    let keys: Vec<Option<&str>> = keys.iter().collect();
+    let hasher = Hasher::with_seed(0x6f6d_6f70);
+    let key = |r: IdxSize| -> Option<&str> { keys.get(r as usize).copied().flatten() };
+    let mut seen = hashbrown::HashTable::with_capacity(keys.len());
+    let mut kept: Vec<IdxSize> = Vec::with_capacity(keys.len());
+    for r in order.iter().flatten() {
+        let Some(k) = key(r) else { continue };
+        let h = hasher.hash_one(k);
+        if seen.find(h, |&s: &IdxSize| key(s) == Some(k)).is_none() {
+            seen.insert_unique(h, r, |&s| hasher.hash_one(key(s).unwrap_or_default()));
+            kept.push(r);
+        }
+    }
+    drop(seen);
+    {
+        use rayon::prelude::*;
+        kept.par_sort_unstable_by(|&a, &b| key(a).cmp(&key(b)));
+    }
+    IdxCa::from_vec("position".into(), kept)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +102,17 @@ mod tests {
         let probe = StringChunked::new("k".into(), [Some("c"), None, Some("zz"), Some("a")]);
         let rows: Vec<Option<IdxSize>> = map.rows(&probe).iter().collect();
         assert_eq!(rows, vec![Some(2), None, None, Some(0)]);
+    }
+
+    #[test]
+    fn first_row_of_each_key_in_key_order() {
+        let keys = StringChunked::new(
+            "k".into(),
+            [Some("b"), Some("a"), None, Some("b"), Some("c"), Some("a")],
+        );
+        // Rows 3 and 5 come before 0 and 1 in the tie-break order, so they win their keys.
+        let order = IdxCa::from_vec("o".into(), vec![5, 3, 0, 1, 2, 4]);
+        let kept: Vec<Option<IdxSize>> = first_by_key(&keys, &order).iter().collect();
+        assert_eq!(kept, vec![Some(5), Some(3), Some(4)]);
     }
 }

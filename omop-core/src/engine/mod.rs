@@ -186,7 +186,7 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
             frames.extend(run.rules(&[idx], true)?.into_iter().flatten());
         }
         let spec = table_spec(table)?;
-        run.finish_table(spec, frames, true)?;
+        run.finish_table(spec, frames)?;
         stage(&format!("table {table}"), t);
     }
     // Event rules stream their rows into the table files as they finish, so memory holds
@@ -697,51 +697,58 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Rows of a keyed table: ids in source-key order; rows with the same key are one CDM row.
+    /// Rows of a keyed table: ids in source-key order; rows with the same key are one CDM row
+    /// (the first in rule, source row and concept order).
     fn finish_table(
         &mut self,
         spec: &'static TableSpec,
         frames: Vec<DataFrame>,
-        keyed: bool,
     ) -> Result<(), EtlError> {
         let stage = format!("table {}", spec.name);
+        let err = |e| polars_err(&stage, e);
         let frames: Vec<LazyFrame> = frames.into_iter().map(|f| f.lazy()).collect();
-        let mut lf = concat(
+        let df = concat(
             frames,
             UnionArgs {
                 diagonal: true,
                 ..Default::default()
             },
         )
-        .map_err(|e| polars_err(&stage, e))?;
-        let mut order: Vec<Expr> = Vec::new();
-        if keyed {
-            order.push(col(KEY));
-        } else if spec.field("person_id").is_some() {
-            order.push(col("person_id"));
-        }
-        order.extend([col(RULE), col(ROW)]);
+        .and_then(|lf| lf.collect())
+        .map_err(err)?;
+        // Rows in rule, source row and concept order (usually already so), as positions.
+        let mut tie = vec![col(RULE), col(ROW)];
         if let Some(c) = slots::slot_column(spec.name, "concept_id") {
-            order.push(col(c));
+            tie.push(col(c));
         }
-        lf = lf.sort_by_exprs(
-            order,
-            SortMultipleOptions::default()
-                .with_nulls_last(true)
-                .with_maintain_order(true),
-        );
-        if keyed {
-            // Rows with the same key are one CDM row (e.g. one location shared by many people).
-            lf = lf.unique_stable_generic(Some(vec![col(KEY)]), UniqueKeepStrategy::First);
-        }
+        let tied = df
+            .clone()
+            .lazy()
+            .select(tie.clone())
+            .with_row_index("__pos", None)
+            .sort_by_exprs(
+                tie,
+                SortMultipleOptions::default()
+                    .with_nulls_last(true)
+                    .with_maintain_order(true),
+            )
+            .select([col("__pos")])
+            .collect()
+            .map_err(err)?;
+        let tied = tied.column("__pos").and_then(|c| c.idx()).map_err(err)?;
+        let keys = df.column(KEY).and_then(|c| c.str()).map_err(err)?;
+        let positions = keymap::first_by_key(keys, tied);
+        let mut df = df.take(&positions).map_err(err)?;
         if let Some(pk) = spec.primary_key() {
-            lf = lf
+            df = df
+                .lazy()
                 .with_row_index("__id", Some(1))
                 .with_column(col("__id").cast(pk.polars_dtype()).alias(pk.name))
-                .drop(cols(["__id"]));
+                .drop(cols(["__id"]))
+                .collect()
+                .map_err(err)?;
         }
-        let df = lf.collect().map_err(|e| polars_err(&stage, e))?;
-        if keyed && let Some(pk) = spec.primary_key() {
+        if let Some(pk) = spec.primary_key() {
             // The key map keeps the id and the columns other rules read with
             // `ref(table, key, 'column')`.
             let mut keep = vec![col(KEY).alias("key"), col(pk.name).alias("id")];
