@@ -13,6 +13,7 @@
 
 mod derive;
 mod keymap;
+mod lookup;
 mod output;
 pub mod report;
 mod rule;

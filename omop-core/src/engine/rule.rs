@@ -6,7 +6,7 @@
 //! the plan has run.
 
 use super::source::{ROW, SourceTable};
-use super::{EtlError, VocabTables, polars_err};
+use super::{EtlError, VocabTables, lookup, polars_err};
 use crate::cdm::{self, CdmVersion, TableSpec};
 use crate::expr::{self, Ast, Compiler, JoinKind};
 use crate::mapping::{
@@ -106,6 +106,22 @@ impl Reasons {
     }
 }
 
+/// Every known code by vocabulary and code, with its `concept_id`.
+fn code_lookup(vocab: &VocabTables) -> PolarsResult<std::sync::Arc<lookup::Lookup>> {
+    vocab.lookups.get("codes", || {
+        let df = vocab
+            .codes
+            .clone()
+            .lazy()
+            .select([
+                lookup::key_column(&["vocabulary_id", "concept_code"], "__key"),
+                col("concept_id"),
+            ])
+            .collect()?;
+        Ok((df, "__key"))
+    })
+}
+
 /// The rule's `where` as a filter over plain source columns, with its reason, when it needs no
 /// look-up or conversion check (it then runs before everything else).
 pub fn leading_filter(rule: &Rule, source: &SourceTable) -> Option<(Expr, String)> {
@@ -152,72 +168,107 @@ pub fn run_rule(
         let mut comp = Compiler::new(&columns, "__c");
         let code = compile_text(&mut comp, &c.code).map_err(&ctx)?;
         lf = lf.with_column(code.cast(DataType::String).alias(CODE));
-        let codes = vocab.codes.clone().lazy();
+        let perr = |e| polars_err(&rule.id, e);
         if let Some(vf) = &c.vocabulary_from {
             let v = compile_text(&mut comp, vf).map_err(&ctx)?;
             lf = lf.with_column(v.cast(DataType::String).alias("__mv"));
-            let right = codes
-                .select([
-                    col("vocabulary_id").alias("__cv"),
-                    col("concept_code").alias("__cc"),
-                    col("concept_id").alias("_source_concept_id"),
-                ])
-                .unique_stable_generic(
-                    Some(vec![col("__cv"), col("__cc")]),
-                    UniqueKeepStrategy::First,
-                );
-            lf = lf.join(
-                right,
-                [col("__mv"), col(CODE)],
-                [col("__cv"), col("__cc")],
-                JoinArgs::new(JoinType::Left),
-            );
+            let codes = code_lookup(vocab).map_err(perr)?;
+            lf = codes
+                .apply(
+                    lf,
+                    lookup::key_expr(vec![col("__mv"), col(CODE)]),
+                    &[("concept_id", "_source_concept_id")],
+                    "__lc",
+                )
+                .map_err(perr)?;
         } else {
             // The first listed vocabulary that has the code wins.
-            let rank = expr::case_when(
-                c.vocabularies
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| (col("vocabulary_id").eq(lit(v.as_str())), lit(i as u32)))
-                    .collect(),
-                lit(NULL).cast(DataType::UInt32),
-            );
-            let right = codes
-                .with_column(rank.alias("__rank"))
-                .filter(col("__rank").is_not_null())
-                .sort(
-                    ["__rank"],
-                    SortMultipleOptions::default().with_maintain_order(true),
+            let name = format!("codes ranked by {:?}", c.vocabularies);
+            let ranked = vocab
+                .lookups
+                .get(&name, || {
+                    let rank = expr::case_when(
+                        c.vocabularies
+                            .iter()
+                            .enumerate()
+                            .map(|(i, v)| (col("vocabulary_id").eq(lit(v.as_str())), lit(i as u32)))
+                            .collect(),
+                        lit(NULL).cast(DataType::UInt32),
+                    );
+                    let df = vocab
+                        .codes
+                        .clone()
+                        .lazy()
+                        .with_column(rank.alias("__rank"))
+                        .filter(col("__rank").is_not_null())
+                        .sort(
+                            ["__rank"],
+                            SortMultipleOptions::default().with_maintain_order(true),
+                        )
+                        .select([col("concept_code"), col("vocabulary_id"), col("concept_id")])
+                        .collect()?;
+                    Ok((df, "concept_code"))
+                })
+                .map_err(perr)?;
+            lf = ranked
+                .apply(
+                    lf,
+                    col(CODE),
+                    &[
+                        ("vocabulary_id", "__mv"),
+                        ("concept_id", "_source_concept_id"),
+                    ],
+                    "__lc",
                 )
-                .select([
-                    col("concept_code").alias("__cc"),
-                    col("vocabulary_id").alias("__mv"),
-                    col("concept_id").alias("_source_concept_id"),
-                ])
-                .unique_stable_generic(Some(vec![col("__cc")]), UniqueKeepStrategy::First);
-            lf = lf.join(
-                right,
-                [col(CODE)],
-                [col("__cc")],
-                JoinArgs::new(JoinType::Left),
+                .map_err(perr)?;
+        }
+        // A code's standard concepts: one value per code, or lists (exploded into one row per
+        // concept) when the vocabulary maps some code to several.
+        let multi = vocab.multi_target;
+        let maps = vocab
+            .lookups
+            .get(if multi { "maps (lists)" } else { "maps" }, || {
+                let lf = vocab.maps.clone().lazy().with_column(lookup::key_column(
+                    &["vocabulary_id", "concept_code"],
+                    "__key",
+                ));
+                let values = [
+                    col("target_concept_id"),
+                    col("target_domain_id"),
+                    col("valid_start_date"),
+                    col("valid_end_date"),
+                ];
+                let df = if multi {
+                    lf.group_by_stable([col("__key")]).agg(values).collect()?
+                } else {
+                    lf.collect()?
+                };
+                Ok((df, "__key"))
+            })
+            .map_err(perr)?;
+        lf = maps
+            .apply(
+                lf,
+                lookup::key_expr(vec![col("__mv"), col(CODE)]),
+                &[
+                    ("target_concept_id", "_concept_id"),
+                    ("target_domain_id", "_domain_id"),
+                    ("valid_start_date", "__mvs"),
+                    ("valid_end_date", "__mve"),
+                ],
+                "__lm",
+            )
+            .map_err(perr)?
+            .drop(cols(["__mv"]));
+        if multi {
+            lf = lf.explode(
+                cols(["_concept_id", "_domain_id", "__mvs", "__mve"]),
+                ExplodeOptions {
+                    empty_as_null: true,
+                    keep_nulls: true,
+                },
             );
         }
-        let maps = vocab.maps.clone().lazy().select([
-            col("vocabulary_id").alias("__mv2"),
-            col("concept_code").alias("__mc"),
-            col("target_concept_id").alias("_concept_id"),
-            col("target_domain_id").alias("_domain_id"),
-            col("valid_start_date").alias("__mvs"),
-            col("valid_end_date").alias("__mve"),
-        ]);
-        lf = lf
-            .join(
-                maps,
-                [col("__mv"), col(CODE)],
-                [col("__mv2"), col("__mc")],
-                JoinArgs::new(JoinType::Left),
-            )
-            .drop(cols(["__mv"]));
         if let Some(at) = &c.valid_at {
             let at = compile_text(&mut comp, at).map_err(&ctx)?;
             let valid = col("__mvs")
@@ -396,38 +447,35 @@ pub fn run_rule(
                 lf = lf.drop(cols([k.as_str(), rows.as_str()]));
                 continue;
             }
-            JoinKind::SourceConcept => vocab.codes.clone().lazy().select([
-                col("vocabulary_id").alias("__rv"),
-                col("concept_code").alias("__rc"),
-                col("concept_id").alias(j.output.as_str()),
-            ]),
-            JoinKind::StandardConcept => vocab
-                .maps
-                .clone()
-                .lazy()
-                .group_by([col("vocabulary_id"), col("concept_code")])
-                .agg([col("target_concept_id").min()])
-                .select([
-                    col("vocabulary_id").alias("__rv"),
-                    col("concept_code").alias("__rc"),
-                    col("target_concept_id").alias(j.output.as_str()),
-                ]),
-        };
+            JoinKind::SourceConcept => code_lookup(vocab),
+            JoinKind::StandardConcept => vocab.lookups.get("maps (first)", || {
+                let df = vocab
+                    .maps
+                    .clone()
+                    .lazy()
+                    .group_by([col("vocabulary_id"), col("concept_code")])
+                    .agg([col("target_concept_id").min().alias("concept_id")])
+                    .with_column(lookup::key_column(
+                        &["vocabulary_id", "concept_code"],
+                        "__key",
+                    ))
+                    .collect()?;
+                Ok((df, "__key"))
+            }),
+        }
+        .map_err(|e| polars_err(&rule.id, e))?;
         let Some(vocab_expr) = &j.vocabulary else {
             return Err(ctx("internal: concept look-up without a vocabulary".into()));
         };
         lf = lf.with_column(vocab_expr.clone().alias(v.as_str()));
-        let right = right.unique_stable_generic(
-            Some(vec![col("__rv"), col("__rc")]),
-            UniqueKeepStrategy::First,
-        );
-        lf = lf
-            .join(
-                right,
-                [col(v.as_str()), col(k.as_str())],
-                [col("__rv"), col("__rc")],
-                JoinArgs::new(JoinType::Left),
+        lf = right
+            .apply(
+                lf,
+                lookup::key_expr(vec![col(v.as_str()), col(k.as_str())]),
+                &[("concept_id", j.output.as_str())],
+                &format!("__jr{n}"),
             )
+            .map_err(|e| polars_err(&rule.id, e))?
             .drop(cols([k.as_str(), v.as_str()]));
     }
 

@@ -21,6 +21,8 @@ pub struct VocabTables {
     /// Whether some code maps to more than one standard concept (one source row may then
     /// become several CDM rows).
     pub multi_target: bool,
+    /// Indexed forms of the frames above, built when a rule first needs them.
+    pub(crate) lookups: super::lookup::Lookups,
 }
 
 impl VocabTables {
@@ -180,6 +182,7 @@ impl VocabTables {
             ingredients,
             version: vocab.version(),
             multi_target: most > 1,
+            lookups: Default::default(),
         })
     }
 }
