@@ -121,6 +121,7 @@ pub fn run(args: DemoArgs) -> CmdResult {
         out: cdm.clone(),
         chunk_rows: None,
     };
+    crate::no_huge_pages();
     let report = engine::run(&opts)?;
     eprint!("{}", report.summary());
     eprintln!("  report: {}", engine::report_path(&cdm).display());

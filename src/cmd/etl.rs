@@ -42,6 +42,7 @@ pub fn run(args: EtlArgs) -> CmdResult {
         out: args.out.clone(),
         chunk_rows: Some(args.chunk_rows),
     };
+    crate::no_huge_pages();
     let report = engine::run(&opts)?;
     eprint!("{}", report.summary());
     eprintln!("  report: {}", engine::report_path(&args.out).display());
