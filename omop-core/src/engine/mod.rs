@@ -164,10 +164,7 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
         staging: &staging,
         keymaps: HashMap::new(),
         report: Vec::new(),
-        tables: BTreeMap::new(),
-        derived_inputs: HashMap::new(),
-        period_spans: Vec::new(),
-        writers: BTreeMap::new(),
+        written: Written::default(),
         chunk_rows: opts.chunk_rows.unwrap_or(DEFAULT_CHUNK_ROWS) as u64,
     };
 
@@ -197,7 +194,7 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
     for group in source_groups(&pack, &other_rules) {
         run.rules(&group, false)?;
     }
-    run.close_writers()?;
+    run.written.close_writers()?;
     stage("event rules", t);
 
     // Look-ups into keyed tables are done; their memory goes to the derived tables.
@@ -208,7 +205,7 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
 
     // Tables the pack does not fill are written empty, so every run has the same layout.
     let t = Instant::now();
-    let written = run.tables;
+    let written = run.written.tables;
     for spec in cdm::tables(CdmVersion::V54) {
         if spec.schema == cdm::TableSchema::Cdm && !written.contains_key(spec.name) {
             let mut empty = DataFrame::empty_with_schema(&spec.polars_schema());
@@ -379,6 +376,25 @@ struct Run<'a> {
     staging: &'a output::Staging,
     keymaps: HashMap<String, std::sync::Arc<keymap::KeyMap>>,
     report: Vec<SourceReport>,
+    /// Tables written so far and what they leave for later stages.
+    written: Written,
+    /// Source rows per chunk.
+    chunk_rows: u64,
+}
+
+/// What writing rows reads.
+#[derive(Clone, Copy)]
+struct WriteCtx<'a> {
+    pack: &'a Pack,
+    sources: &'a BTreeMap<String, SourceTable>,
+    staging: &'a output::Staging,
+}
+
+/// Tables written so far and what they leave for later stages. During a pass over a source
+/// it belongs to the thread that writes the pass's rows.
+#[derive(Default)]
+struct Written {
+    /// Rows written per table.
     tables: BTreeMap<String, u64>,
     /// Narrow projections of written tables that the eras need.
     derived_inputs: HashMap<&'static str, Vec<DataFrame>>,
@@ -387,11 +403,139 @@ struct Run<'a> {
     period_spans: Vec<DataFrame>,
     /// Open Parquet writers of event tables.
     writers: BTreeMap<&'static str, output::TableWriter>,
-    /// Source rows per chunk.
-    chunk_rows: u64,
 }
 
-impl Run<'_> {
+impl Written {
+    /// Event rows of one rule: ids continue the table's sequence in rule order, then source
+    /// row order; rows and lineage are appended to the table's files.
+    fn append_events(
+        &mut self,
+        ctx: WriteCtx<'_>,
+        spec: &'static TableSpec,
+        frame: DataFrame,
+    ) -> Result<(), EtlError> {
+        let stage = format!("table {}", spec.name);
+        let mut order = vec![col(ROW)];
+        if let Some(c) = slots::slot_column(spec.name, "concept_id") {
+            order.push(col(c));
+        }
+        let writer = match self.writers.entry(spec.name) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(output::TableWriter::create(ctx.staging, spec)?)
+            }
+        };
+        let mut lf = frame.lazy().sort_by_exprs(
+            order,
+            SortMultipleOptions::default().with_maintain_order(true),
+        );
+        if let Some(pk) = spec.primary_key() {
+            let offset = writer.rows;
+            lf = lf
+                .with_row_index("__id", Some(1))
+                .with_column(
+                    (col("__id").cast(DataType::Int64) + lit(offset as i64))
+                        .cast(pk.polars_dtype())
+                        .alias(pk.name),
+                )
+                .drop(cols(["__id"]));
+        }
+        let started = Instant::now();
+        let df = lf.collect().map_err(|e| polars_err(&stage, e))?;
+        let names: Vec<&str> = spec.fields.iter().map(|f| f.name).collect();
+        let table = df.select(names).map_err(|e| polars_err(&stage, e))?;
+        let lineage = output::lineage(ctx.pack, ctx.sources, spec, &df)?;
+        writer.append(ctx.staging, &table, &lineage)?;
+        tracing::debug!(
+            table = spec.name,
+            rows = table.height(),
+            seconds = started.elapsed().as_secs_f64(),
+            "rows appended"
+        );
+        self.keep_for_derived(ctx, spec, &table)?;
+        *self.tables.entry(spec.name.to_string()).or_insert(0) += table.height() as u64;
+        Ok(())
+    }
+
+    fn close_writers(&mut self) -> Result<(), EtlError> {
+        for (_, w) in std::mem::take(&mut self.writers) {
+            w.finish()?;
+        }
+        Ok(())
+    }
+
+    fn keep_for_derived(
+        &mut self,
+        ctx: WriteCtx<'_>,
+        spec: &'static TableSpec,
+        table: &DataFrame,
+    ) -> Result<(), EtlError> {
+        let wanted_for_period = ctx
+            .pack
+            .observation_period
+            .as_ref()
+            .is_some_and(|p| p.from.iter().any(|t| t == spec.name));
+        let eras = ctx.pack.eras.as_ref();
+        let wanted_for_era = (spec.name == "condition_occurrence"
+            && eras.is_some_and(|e| e.condition_era.is_some()))
+            || (spec.name == "drug_exposure" && eras.is_some_and(|e| e.drug_era.is_some()));
+        if !wanted_for_period && !wanted_for_era {
+            return Ok(());
+        }
+        let slot = |s: &str| slots::slot_column(spec.name, s);
+        let mut sel = vec![col("person_id")];
+        sel.push(
+            slot("start_date")
+                .map_or(lit(NULL).cast(DataType::Date), col)
+                .alias("start"),
+        );
+        sel.push(
+            slot("end_date")
+                .map_or(lit(NULL).cast(DataType::Date), col)
+                .alias("end"),
+        );
+        sel.push(slot("concept_id").map_or(lit(0), col).alias("concept_id"));
+        if spec.name == "drug_exposure" {
+            sel.push(col("days_supply"));
+        }
+        let narrow = table.clone().lazy().select(sel);
+        if wanted_for_period {
+            // Observation periods only need each person's earliest start and latest end, so
+            // each batch is reduced to one row per person right away.
+            let spans = narrow
+                .clone()
+                .filter(col("start").is_not_null())
+                .group_by([col("person_id")])
+                .agg([
+                    col("start").min(),
+                    coalesce(&[col("end"), col("start")]).max().alias("end"),
+                ])
+                .collect()
+                .map_err(|e| polars_err("derived inputs", e))?;
+            self.period_spans.push(spans);
+        }
+        if wanted_for_era {
+            let narrow = narrow
+                .collect()
+                .map_err(|e| polars_err("derived inputs", e))?;
+            self.derived_inputs
+                .entry(spec.name)
+                .or_default()
+                .push(narrow);
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Run<'a> {
+    fn ctx(&self) -> WriteCtx<'a> {
+        WriteCtx {
+            pack: self.pack,
+            sources: self.sources,
+            staging: self.staging,
+        }
+    }
+
     /// Runs rules that read the same source over one pass of it, in chunks of at most
     /// `chunk_rows` rows, so memory holds one chunk's rows at a time. Event rows go straight to
     /// the table files: each table's rows come from the first rule of `group` writing it, and
@@ -439,7 +583,9 @@ impl Run<'_> {
                 })
                 .collect()
         };
-        let commit = |run: &mut Self,
+        // `out` takes the event rows of tables this group streams.
+        type Out<'o> = dyn FnMut(&'static TableSpec, DataFrame) -> Result<(), EtlError> + 'o;
+        let commit = |out: &mut Out<'_>,
                       states: &mut [RuleState],
                       results: Vec<(rule::RuleResult, f64)>,
                       height: u64|
@@ -481,7 +627,7 @@ impl Run<'_> {
                     if keyed {
                         st.keyed_rows.push(frame);
                     } else if streams.get(spec.name) == Some(&k) {
-                        run.append_events(spec, frame)?;
+                        out(spec, frame)?;
                     } else {
                         st.held.push((spec, frame));
                     }
@@ -491,19 +637,19 @@ impl Run<'_> {
             Ok(())
         };
         // Computes a batch of slices at once (one per core) and commits them in order.
-        let run_batch = |run: &mut Self,
+        let run_batch = |keymaps: &HashMap<String, std::sync::Arc<keymap::KeyMap>>,
+                         out: &mut Out<'_>,
                          states: &mut [RuleState],
                          batch: &mut Vec<DataFrame>|
          -> Result<(), EtlError> {
             let parts = std::mem::take(batch);
             let results: Vec<Result<Vec<(rule::RuleResult, f64)>, EtlError>> = if parts.len() == 1 {
-                vec![compute(&run.keymaps, &parts[0])]
+                vec![compute(keymaps, &parts[0])]
             } else {
-                let keymaps = &run.keymaps;
                 parts.par_iter().map(|p| compute(keymaps, p)).collect()
             };
             for (part, result) in parts.iter().zip(results) {
-                commit(run, states, result?, part.height() as u64)?;
+                commit(out, states, result?, part.height() as u64)?;
             }
             Ok(())
         };
@@ -537,11 +683,22 @@ impl Run<'_> {
             let kept = kept.unwrap_or_default();
             let read_seconds = t.elapsed().as_secs_f64();
             let result = compute(&self.keymaps, &kept)?;
-            commit(self, &mut states, result, height as u64)?;
+            let ctx = self.ctx();
+            let written = &mut self.written;
+            commit(
+                &mut |spec, frame| written.append_events(ctx, spec, frame),
+                &mut states,
+                result,
+                height as u64,
+            )?;
             states[0].seconds += read_seconds;
         } else {
-            // A reader thread parses the next chunk while the rules work on this one.
+            // A reader thread parses the next chunk while the rules work on this one, and a
+            // writer thread sorts, numbers and writes the rules' rows of the previous one.
             let mut reader = source.chunks()?;
+            let ctx = self.ctx();
+            let keymaps = &self.keymaps;
+            let written = &mut self.written;
             std::thread::scope(|scope| -> Result<(), EtlError> {
                 let (tx, rx) =
                     std::sync::mpsc::sync_channel::<Result<(DataFrame, f64), EtlError>>(1);
@@ -562,38 +719,67 @@ impl Run<'_> {
                         }
                     }
                 });
-                // Slices computed at once: one per core of this machine's two.
-                const BATCH: usize = 2;
-                let mut batch = Vec::with_capacity(BATCH);
-                for next in rx {
-                    let (df, seconds) = next?;
-                    // Parsing is shared by the group; its time is split evenly.
-                    let share = seconds / states.len() as f64;
-                    states.iter_mut().for_each(|s| s.seconds += share);
-                    // (An empty file gives one empty chunk, which is processed too.)
-                    let mut offset = 0;
-                    loop {
-                        batch.push(df.slice(offset as i64, chunk));
-                        if batch.len() == BATCH {
-                            run_batch(self, &mut states, &mut batch)?;
-                        }
-                        offset += chunk;
-                        if offset >= df.height() {
-                            break;
+                let (wtx, wrx) =
+                    std::sync::mpsc::sync_channel::<(&'static TableSpec, DataFrame)>(2);
+                let writer = scope.spawn(move || -> Result<(), EtlError> {
+                    for (spec, frame) in wrx {
+                        written.append_events(ctx, spec, frame)?;
+                    }
+                    Ok(())
+                });
+                let mut out = move |spec: &'static TableSpec, frame| {
+                    // Sending fails only once the writer stopped on an error; joining it
+                    // below reports that error.
+                    wtx.send((spec, frame)).map_err(|_| EtlError::Rule {
+                        rule: first.id.clone(),
+                        message: "the table writer stopped".into(),
+                    })
+                };
+                let computed = (|| -> Result<(), EtlError> {
+                    // Slices computed at once: one per core of this machine's two.
+                    const BATCH: usize = 2;
+                    let mut batch = Vec::with_capacity(BATCH);
+                    for next in rx {
+                        let (df, seconds) = next?;
+                        // Parsing is shared by the group; its time is split evenly.
+                        let share = seconds / states.len() as f64;
+                        states.iter_mut().for_each(|s| s.seconds += share);
+                        // (An empty file gives one empty chunk, which is processed too.)
+                        let mut offset = 0;
+                        loop {
+                            batch.push(df.slice(offset as i64, chunk));
+                            if batch.len() == BATCH {
+                                run_batch(keymaps, &mut out, &mut states, &mut batch)?;
+                            }
+                            offset += chunk;
+                            if offset >= df.height() {
+                                break;
+                            }
                         }
                     }
-                }
-                if !batch.is_empty() {
-                    run_batch(self, &mut states, &mut batch)?;
-                }
-                Ok(())
+                    if !batch.is_empty() {
+                        run_batch(keymaps, &mut out, &mut states, &mut batch)?;
+                    }
+                    Ok(())
+                })();
+                // Closing the channel ends the writer.
+                drop(out);
+                let wrote = writer.join().unwrap_or_else(|_| {
+                    Err(EtlError::Rule {
+                        rule: first.id.clone(),
+                        message: "the table writer panicked".into(),
+                    })
+                });
+                // The writer's error is the cause when both failed.
+                wrote.and(computed)
             })?;
         }
 
         let mut keyed_out = Vec::with_capacity(rules.len());
         for (k, (rule, st)) in rules.iter().zip(states).enumerate() {
             for (spec, frame) in st.held {
-                self.append_events(spec, frame)?;
+                let ctx = self.ctx();
+                self.written.append_events(ctx, spec, frame)?;
             }
             let rejected_rows: u64 = st.rejected_by_reason.values().sum();
             let filtered_rows: u64 = st.filtered_by_reason.values().sum();
@@ -639,63 +825,6 @@ impl Run<'_> {
             keyed_out.push(st.keyed_rows);
         }
         Ok(keyed_out)
-    }
-
-    /// Event rows of one rule: ids continue the table's sequence in rule order, then source
-    /// row order; rows and lineage are appended to the table's files.
-    fn append_events(
-        &mut self,
-        spec: &'static TableSpec,
-        frame: DataFrame,
-    ) -> Result<(), EtlError> {
-        let stage = format!("table {}", spec.name);
-        let mut order = vec![col(ROW)];
-        if let Some(c) = slots::slot_column(spec.name, "concept_id") {
-            order.push(col(c));
-        }
-        let writer = match self.writers.entry(spec.name) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(output::TableWriter::create(self.staging, spec)?)
-            }
-        };
-        let mut lf = frame.lazy().sort_by_exprs(
-            order,
-            SortMultipleOptions::default().with_maintain_order(true),
-        );
-        if let Some(pk) = spec.primary_key() {
-            let offset = writer.rows;
-            lf = lf
-                .with_row_index("__id", Some(1))
-                .with_column(
-                    (col("__id").cast(DataType::Int64) + lit(offset as i64))
-                        .cast(pk.polars_dtype())
-                        .alias(pk.name),
-                )
-                .drop(cols(["__id"]));
-        }
-        let started = Instant::now();
-        let df = lf.collect().map_err(|e| polars_err(&stage, e))?;
-        let names: Vec<&str> = spec.fields.iter().map(|f| f.name).collect();
-        let table = df.select(names).map_err(|e| polars_err(&stage, e))?;
-        let lineage = output::lineage(self.pack, self.sources, spec, &df)?;
-        writer.append(self.staging, &table, &lineage)?;
-        tracing::debug!(
-            table = spec.name,
-            rows = table.height(),
-            seconds = started.elapsed().as_secs_f64(),
-            "rows appended"
-        );
-        self.keep_for_derived(spec, &table)?;
-        *self.tables.entry(spec.name.to_string()).or_insert(0) += table.height() as u64;
-        Ok(())
-    }
-
-    fn close_writers(&mut self) -> Result<(), EtlError> {
-        for (_, w) in std::mem::take(&mut self.writers) {
-            w.finish()?;
-        }
-        Ok(())
     }
 
     /// Rows of a keyed table: ids in source-key order; rows with the same key are one CDM row
@@ -790,77 +919,18 @@ impl Run<'_> {
                 &mut lineage,
             )?;
         }
-        self.keep_for_derived(spec, &table)?;
-        self.tables
+        let ctx = self.ctx();
+        self.written.keep_for_derived(ctx, spec, &table)?;
+        self.written
+            .tables
             .insert(spec.name.to_string(), table.height() as u64);
         self.staging
             .write_parquet(&format!("{}.parquet", spec.name), &mut table)
     }
 
-    fn keep_for_derived(
-        &mut self,
-        spec: &'static TableSpec,
-        table: &DataFrame,
-    ) -> Result<(), EtlError> {
-        let wanted_for_period = self
-            .pack
-            .observation_period
-            .as_ref()
-            .is_some_and(|p| p.from.iter().any(|t| t == spec.name));
-        let eras = self.pack.eras.as_ref();
-        let wanted_for_era = (spec.name == "condition_occurrence"
-            && eras.is_some_and(|e| e.condition_era.is_some()))
-            || (spec.name == "drug_exposure" && eras.is_some_and(|e| e.drug_era.is_some()));
-        if !wanted_for_period && !wanted_for_era {
-            return Ok(());
-        }
-        let slot = |s: &str| slots::slot_column(spec.name, s);
-        let mut sel = vec![col("person_id")];
-        sel.push(
-            slot("start_date")
-                .map_or(lit(NULL).cast(DataType::Date), col)
-                .alias("start"),
-        );
-        sel.push(
-            slot("end_date")
-                .map_or(lit(NULL).cast(DataType::Date), col)
-                .alias("end"),
-        );
-        sel.push(slot("concept_id").map_or(lit(0), col).alias("concept_id"));
-        if spec.name == "drug_exposure" {
-            sel.push(col("days_supply"));
-        }
-        let narrow = table.clone().lazy().select(sel);
-        if wanted_for_period {
-            // Observation periods only need each person's earliest start and latest end, so
-            // each batch is reduced to one row per person right away.
-            let spans = narrow
-                .clone()
-                .filter(col("start").is_not_null())
-                .group_by([col("person_id")])
-                .agg([
-                    col("start").min(),
-                    coalesce(&[col("end"), col("start")]).max().alias("end"),
-                ])
-                .collect()
-                .map_err(|e| polars_err("derived inputs", e))?;
-            self.period_spans.push(spans);
-        }
-        if wanted_for_era {
-            let narrow = narrow
-                .collect()
-                .map_err(|e| polars_err("derived inputs", e))?;
-            self.derived_inputs
-                .entry(spec.name)
-                .or_default()
-                .push(narrow);
-        }
-        Ok(())
-    }
-
     /// The kept projection of a written table, as one lazy frame.
     fn derived_input(&self, table: &str) -> Option<LazyFrame> {
-        let parts = self.derived_inputs.get(table)?;
+        let parts = self.written.derived_inputs.get(table)?;
         concat(
             parts.iter().map(|df| df.clone().lazy()).collect::<Vec<_>>(),
             UnionArgs::default(),
@@ -870,7 +940,7 @@ impl Run<'_> {
 
     fn derive(&mut self) -> Result<(), EtlError> {
         if let Some(p) = &self.pack.observation_period {
-            let spans: Vec<LazyFrame> = std::mem::take(&mut self.period_spans)
+            let spans: Vec<LazyFrame> = std::mem::take(&mut self.written.period_spans)
                 .into_iter()
                 .map(|df| df.lazy())
                 .collect();

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub struct Staging {
     dir: PathBuf,
     out: PathBuf,
-    committed: std::cell::Cell<bool>,
+    committed: std::sync::atomic::AtomicBool,
 }
 
 impl Staging {
@@ -48,7 +48,7 @@ impl Staging {
         Ok(Self {
             dir,
             out: out.to_path_buf(),
-            committed: std::cell::Cell::new(false),
+            committed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -143,7 +143,8 @@ impl Staging {
             }
             return Err(io(&self.out, e));
         }
-        self.committed.set(true);
+        self.committed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if had_old {
             std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
         }
@@ -153,7 +154,7 @@ impl Staging {
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        if !self.committed.get() {
+        if !self.committed.load(std::sync::atomic::Ordering::Relaxed) {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
