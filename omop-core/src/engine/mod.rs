@@ -166,6 +166,14 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
         report: Vec::new(),
         written: Written::default(),
         chunk_rows: opts.chunk_rows.unwrap_or(DEFAULT_CHUNK_ROWS) as u64,
+        prefetch: pack
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.deduplicate.is_some())
+            .map(|(i, _)| i as u32)
+            .collect(),
+        prefetched: HashMap::new(),
     };
 
     // Keyed tables first, in dependency order; then everything else.
@@ -353,6 +361,45 @@ fn plan(pack: &Pack) -> Result<(Vec<String>, Vec<u32>), EtlError> {
     Ok((order, others))
 }
 
+/// The rows of a source a rule with `deduplicate` keeps while the source is read: those its
+/// leading `where` passes, or all of them.
+struct Kept {
+    filter: Option<Expr>,
+    rows: Option<DataFrame>,
+    /// Rows read.
+    height: usize,
+}
+
+impl Kept {
+    fn new(rule: &Rule, source: &SourceTable) -> Self {
+        Self {
+            filter: rule::leading_filter(rule, source).map(|(f, _)| f),
+            rows: None,
+            height: 0,
+        }
+    }
+
+    fn add(&mut self, df: &DataFrame, rule: &str) -> Result<(), EtlError> {
+        self.height += df.height();
+        let df = match &self.filter {
+            Some(f) => df
+                .clone()
+                .lazy()
+                .filter(f.clone())
+                .collect()
+                .map_err(|e| polars_err(rule, e))?,
+            None => df.clone(),
+        };
+        match &mut self.rows {
+            Some(all) => {
+                all.vstack_mut_owned(df).map_err(|e| polars_err(rule, e))?;
+            }
+            None => self.rows = Some(df),
+        }
+        Ok(())
+    }
+}
+
 /// What one rule has done so far in a pass over its source.
 #[derive(Default)]
 struct RuleState {
@@ -380,6 +427,10 @@ struct Run<'a> {
     written: Written,
     /// Source rows per chunk.
     chunk_rows: u64,
+    /// Rules with `deduplicate`, whose rows an earlier pass over their source may keep.
+    prefetch: Vec<u32>,
+    /// Rows kept for such rules by an earlier pass.
+    prefetched: HashMap<u32, Kept>,
 }
 
 /// What writing rows reads.
@@ -656,31 +707,22 @@ impl<'a> Run<'a> {
         if whole {
             // All rows at once; a leading `where` is applied while reading, so only the rows
             // it keeps are held (the rule applies it again and counts the others as filtered).
+            // An earlier pass over the same source may have kept the rows already.
             let t = Instant::now();
-            let keep = rule::leading_filter(first, source);
-            // The reader gives at least one (possibly empty) chunk.
-            let mut reader = source.chunks()?;
-            let mut kept: Option<DataFrame> = None;
-            let mut height = 0usize;
-            while let Some(df) = reader.next_chunk()? {
-                height += df.height();
-                let df = match &keep {
-                    Some((f, _)) => df
-                        .lazy()
-                        .filter(f.clone())
-                        .collect()
-                        .map_err(|e| polars_err(&first.id, e))?,
-                    None => df,
-                };
-                match &mut kept {
-                    Some(all) => {
-                        all.vstack_mut_owned(df)
-                            .map_err(|e| polars_err(&first.id, e))?;
+            let kept = match self.prefetched.remove(&group[0]) {
+                Some(kept) if rules.len() == 1 => kept,
+                _ => {
+                    let mut kept = Kept::new(first, source);
+                    // The reader gives at least one (possibly empty) chunk.
+                    let mut reader = source.chunks()?;
+                    while let Some(df) = reader.next_chunk()? {
+                        kept.add(&df, &first.id)?;
                     }
-                    None => kept = Some(df),
+                    kept
                 }
-            }
-            let kept = kept.unwrap_or_default();
+            };
+            let height = kept.height;
+            let kept = kept.rows.unwrap_or_default();
             let read_seconds = t.elapsed().as_secs_f64();
             let result = compute(&self.keymaps, &kept)?;
             let ctx = self.ctx();
@@ -696,6 +738,21 @@ impl<'a> Run<'a> {
             // A reader thread parses the next chunk while the rules work on this one, and a
             // writer thread sorts, numbers and writes the rules' rows of the previous one.
             let mut reader = source.chunks()?;
+            // Rules with `deduplicate` that read this source later keep their rows now, so
+            // the file is not read again for them (the Synthea death rule and encounters).
+            let mut fills: Vec<(u32, Kept)> = self
+                .prefetch
+                .iter()
+                .filter(|&&r| {
+                    !group.contains(&r)
+                        && !self.prefetched.contains_key(&r)
+                        && pack.rules[r as usize].source == first.source
+                })
+                .map(|&r| (r, Kept::new(&pack.rules[r as usize], source)))
+                // Only rows a `where` picks out: keeping a whole file through other passes
+                // would cost more memory than reading it again costs time.
+                .filter(|(_, kept)| kept.filter.is_some())
+                .collect();
             let ctx = self.ctx();
             let keymaps = &self.keymaps;
             let written = &mut self.written;
@@ -741,6 +798,9 @@ impl<'a> Run<'a> {
                     let mut batch = Vec::with_capacity(BATCH);
                     for next in rx {
                         let (df, seconds) = next?;
+                        for (r, kept) in fills.iter_mut() {
+                            kept.add(&df, &pack.rules[*r as usize].id)?;
+                        }
                         // Parsing is shared by the group; its time is split evenly.
                         let share = seconds / states.len() as f64;
                         states.iter_mut().for_each(|s| s.seconds += share);
@@ -773,6 +833,7 @@ impl<'a> Run<'a> {
                 // The writer's error is the cause when both failed.
                 wrote.and(computed)
             })?;
+            self.prefetched.extend(fills);
         }
 
         let mut keyed_out = Vec::with_capacity(rules.len());
