@@ -20,8 +20,9 @@ pub struct EtlArgs {
     /// The output folder for the CDM tables; replaced only when the run succeeds.
     #[arg(long)]
     pub out: PathBuf,
-    /// Where to keep the vocabulary's Parquet cache (default: inside the vocabulary folder,
-    /// or next to the output folder when the vocabulary folder is read-only).
+    /// Where to keep the vocabulary's Parquet cache when the vocabulary folder is read-only
+    /// (a writable vocabulary folder keeps it inside; without this option a read-only one
+    /// gets it next to the output folder).
     #[arg(long)]
     pub vocab_cache: Option<PathBuf>,
     /// Print the run report as JSON on stdout.

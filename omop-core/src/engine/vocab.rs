@@ -26,8 +26,9 @@ pub struct VocabTables {
 }
 
 impl VocabTables {
-    /// Loads the vocabulary in `dir`. The Parquet cache goes to `cache`, else inside `dir`,
-    /// else (read-only `dir`) into a folder next to the output `out`.
+    /// Loads the vocabulary in `dir`. The Parquet cache goes inside `dir` (where a cache
+    /// already there is also read first); when `dir` is read-only it goes to `cache`, or
+    /// without one into a folder next to the output `out`.
     pub fn load(
         dir: &Path,
         cache: Option<&Path>,
