@@ -9,54 +9,13 @@ use std::hash::BuildHasher;
 
 type Hasher = foldhash::fast::FixedState;
 
-/// A keyed table's key map with a hash index over its `key` column.
-pub struct KeyMap {
-    /// `key`, `id` and the columns read by `ref()`.
-    pub frame: DataFrame,
-    keys: StringChunked,
-    index: hashbrown::HashTable<IdxSize>,
-    hasher: Hasher,
-}
+/// A keyed table's key map: `key`, `id` and the columns read by `ref()`, indexed by `key`
+/// (the same structure as the vocabulary look-ups).
+pub type KeyMap = super::lookup::Lookup;
 
-impl KeyMap {
-    /// Indexes `frame`, whose `key` column holds unique text keys.
-    pub fn new(frame: DataFrame) -> PolarsResult<Self> {
-        let keys = frame.column("key")?.str()?.rechunk().into_owned();
-        let hasher = Hasher::with_seed(0x6f6d_6f70);
-        let mut index = hashbrown::HashTable::with_capacity(keys.len());
-        for (row, key) in keys.iter().enumerate() {
-            let Some(key) = key else { continue };
-            let h = hasher.hash_one(key);
-            if index
-                .find(h, |&r: &IdxSize| keys.get(r as usize) == Some(key))
-                .is_none()
-            {
-                index.insert_unique(h, row as IdxSize, |&r| {
-                    hasher.hash_one(keys.get(r as usize).unwrap_or_default())
-                });
-            }
-        }
-        Ok(Self {
-            frame,
-            keys,
-            index,
-            hasher,
-        })
-    }
-
-    /// The row of each key (null when absent or null).
-    pub fn rows(&self, keys: &StringChunked) -> IdxCa {
-        keys.iter()
-            .map(|key| {
-                let key = key?;
-                self.index
-                    .find(self.hasher.hash_one(key), |&r| {
-                        self.keys.get(r as usize) == Some(key)
-                    })
-                    .copied()
-            })
-            .collect()
-    }
+/// Indexes a key map frame by its `key` column.
+pub fn key_map(frame: DataFrame) -> PolarsResult<KeyMap> {
+    KeyMap::new(frame, "key")
 }
 
 /// The rows of a keyed table that become CDM rows, in id order: of the rows sharing a key,
@@ -98,7 +57,7 @@ mod tests {
             "id" => [10i64, 20, 30],
         )
         .unwrap();
-        let map = KeyMap::new(frame).unwrap();
+        let map = key_map(frame).unwrap();
         let probe = StringChunked::new("k".into(), [Some("c"), None, Some("zz"), Some("a")]);
         let rows: Vec<Option<IdxSize>> = map.rows(&probe).iter().collect();
         assert_eq!(rows, vec![Some(2), None, None, Some(0)]);

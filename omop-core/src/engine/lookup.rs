@@ -1,4 +1,5 @@
-//! Look-ups of source codes in the vocabulary, built once per run and shared by every chunk.
+//! Hash look-ups built once per run and shared by every chunk: source codes in the vocabulary,
+//! and source keys in keyed tables (`ref()`, see `keymap.rs`).
 //!
 //! A full Athena vocabulary has millions of concepts and 'Maps to' rows. Joining each chunk of
 //! source rows against those frames made polars hash the whole vocabulary again for every

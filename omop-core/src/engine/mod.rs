@@ -961,7 +961,7 @@ impl<'a> Run<'a> {
                 .lazy()
                 .select(keep)
                 .collect()
-                .and_then(keymap::KeyMap::new)
+                .and_then(keymap::key_map)
                 .map_err(|e| polars_err(&stage, e))?;
             self.keymaps
                 .insert(spec.name.to_string(), std::sync::Arc::new(map));
