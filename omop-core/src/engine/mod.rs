@@ -174,6 +174,7 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
             .map(|(i, _)| i as u32)
             .collect(),
         prefetched: HashMap::new(),
+        pending: Vec::new(),
     };
 
     // Keyed tables first, in dependency order; then everything else.
@@ -209,6 +210,7 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
     run.keymaps.clear();
     let t = Instant::now();
     run.derive()?;
+    run.finish_writes()?;
     stage("derived tables", t);
 
     // Tables the pack does not fill are written empty, so every run has the same layout.
@@ -431,6 +433,8 @@ struct Run<'a> {
     prefetch: Vec<u32>,
     /// Rows kept for such rules by an earlier pass.
     prefetched: HashMap<u32, Kept>,
+    /// Whole tables being written in the background.
+    pending: Vec<std::thread::JoinHandle<Result<(), EtlError>>>,
 }
 
 /// What writing rows reads.
@@ -969,24 +973,47 @@ impl<'a> Run<'a> {
         self.write_table(spec, df)
     }
 
+    /// Writes a whole table and its lineage. The Parquet files are written on threads of
+    /// their own while the run goes on (the visit tables' files took about a second each);
+    /// [`Run::finish_writes`] waits for them.
     fn write_table(&mut self, spec: &'static TableSpec, df: DataFrame) -> Result<(), EtlError> {
         let stage = format!("table {}", spec.name);
         let names: Vec<&str> = spec.fields.iter().map(|f| f.name).collect();
-        let mut table = df.select(names).map_err(|e| polars_err(&stage, e))?;
+        let table = df.select(names).map_err(|e| polars_err(&stage, e))?;
         if df.column(RULE).is_ok() {
-            let mut lineage = output::lineage(self.pack, self.sources, spec, &df)?;
-            self.staging.write_parquet(
+            let lineage = output::lineage(self.pack, self.sources, spec, &df)?;
+            self.pending.push(self.staging.write_parquet_in_background(
                 &format!("_omopkit/lineage/{}.parquet", spec.name),
-                &mut lineage,
-            )?;
+                lineage,
+            )?);
         }
         let ctx = self.ctx();
         self.written.keep_for_derived(ctx, spec, &table)?;
         self.written
             .tables
             .insert(spec.name.to_string(), table.height() as u64);
-        self.staging
-            .write_parquet(&format!("{}.parquet", spec.name), &mut table)
+        self.pending.push(
+            self.staging
+                .write_parquet_in_background(&format!("{}.parquet", spec.name), table)?,
+        );
+        Ok(())
+    }
+
+    /// Waits for the tables being written in the background; the first error is returned.
+    fn finish_writes(&mut self) -> Result<(), EtlError> {
+        let mut result = Ok(());
+        for handle in self.pending.drain(..) {
+            let done = handle.join().unwrap_or_else(|_| {
+                Err(EtlError::Data {
+                    stage: "writing tables".into(),
+                    message: "a table writer panicked".into(),
+                })
+            });
+            if result.is_ok() {
+                result = done;
+            }
+        }
+        result
     }
 
     /// The kept projection of a written table, as one lazy frame.

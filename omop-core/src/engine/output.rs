@@ -54,23 +54,21 @@ impl Staging {
 
     /// Writes a frame as Parquet at `rel` inside the staging folder.
     pub fn write_parquet(&self, rel: &str, df: &mut DataFrame) -> Result<(), EtlError> {
-        // In slices, so that the encoded pages of only one slice are in memory at a time.
-        const SLICE: usize = 262_144;
         let (path, writer) = self.parquet_writer(rel)?;
-        let err = |e| polars_err(&format!("writing {}", path.display()), e);
-        let mut batched = writer.batched(df.schema()).map_err(err)?;
-        let mut offset = 0;
-        loop {
-            batched
-                .write_batch(&df.slice(offset as i64, SLICE))
-                .map_err(err)?;
-            offset += SLICE;
-            if offset >= df.height() {
-                break;
-            }
-        }
-        batched.finish().map_err(err)?;
-        Ok(())
+        write_in_slices(&path, writer, df)
+    }
+
+    /// Writes a frame as Parquet at `rel` on a thread of its own; the handle gives the result.
+    /// The file is created before this returns, so a failure to create it is reported here.
+    pub fn write_parquet_in_background(
+        &self,
+        rel: &str,
+        df: DataFrame,
+    ) -> Result<std::thread::JoinHandle<Result<(), EtlError>>, EtlError> {
+        let (path, writer) = self.parquet_writer(rel)?;
+        Ok(std::thread::spawn(move || {
+            write_in_slices(&path, writer, &df)
+        }))
     }
 
     /// Opens a Parquet file at `rel` for writing in batches.
@@ -213,6 +211,30 @@ impl TableWriter {
         }
         Ok(())
     }
+}
+
+/// Writes `df` with `writer` in slices, so that the encoded pages of only one slice are in
+/// memory at a time.
+fn write_in_slices(
+    path: &Path,
+    writer: ParquetWriter<std::fs::File>,
+    df: &DataFrame,
+) -> Result<(), EtlError> {
+    const SLICE: usize = 262_144;
+    let err = |e| polars_err(&format!("writing {}", path.display()), e);
+    let mut batched = writer.batched(df.schema()).map_err(err)?;
+    let mut offset = 0;
+    loop {
+        batched
+            .write_batch(&df.slice(offset as i64, SLICE))
+            .map_err(err)?;
+        offset += SLICE;
+        if offset >= df.height() {
+            break;
+        }
+    }
+    batched.finish().map_err(err)?;
+    Ok(())
 }
 
 /// Lineage of a written table: the row's id (or position), rule id, source file and row.
