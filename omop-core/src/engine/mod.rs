@@ -1038,16 +1038,33 @@ impl<'a> Run<'a> {
             }
         }
         if let Some(eras) = &self.pack.eras {
-            if let (Some(e), Some(occ)) = (
-                &eras.condition_era,
-                self.derived_input("condition_occurrence"),
-            ) {
-                let df = derive::condition_era(occ, e.gap_days)?;
-                self.write_table(table_spec("condition_era")?, df)?;
+            // The two eras are independent; each is computed on a thread of its own.
+            let occ = eras
+                .condition_era
+                .as_ref()
+                .zip(self.derived_input("condition_occurrence"));
+            let exp = eras
+                .drug_era
+                .as_ref()
+                .zip(self.derived_input("drug_exposure"));
+            let ingredients = self.vocab.ingredients.clone().lazy();
+            let (conditions, drugs) = std::thread::scope(|scope| {
+                let conditions =
+                    scope.spawn(move || occ.map(|(e, occ)| derive::condition_era(occ, e.gap_days)));
+                let drugs = exp.map(|(e, exp)| derive::drug_era(exp, ingredients, e.gap_days));
+                (conditions.join(), drugs)
+            });
+            let conditions = conditions.unwrap_or_else(|_| {
+                Some(Err(EtlError::Data {
+                    stage: "condition_era".into(),
+                    message: "the era builder panicked".into(),
+                }))
+            });
+            if let Some(df) = conditions {
+                self.write_table(table_spec("condition_era")?, df?)?;
             }
-            if let (Some(e), Some(exp)) = (&eras.drug_era, self.derived_input("drug_exposure")) {
-                let df = derive::drug_era(exp, self.vocab.ingredients.clone().lazy(), e.gap_days)?;
-                self.write_table(table_spec("drug_era")?, df)?;
+            if let Some(df) = drugs {
+                self.write_table(table_spec("drug_era")?, df?)?;
             }
         }
         if let Some(info) = &self.pack.cdm_source {
