@@ -19,10 +19,10 @@ In one run it:
 
 Make the data (about 1,000,000 persons, 3 GB, ~2 minutes) and the binary, then run it with a Python that has
 duckdb and duckcdm:
-    python3 ../shared/tools/scale_cdm.py ../shared/data/eunomia-gibleed /work/bench-data/gibleed-x372 372
+    python3 ../shared/tools/scale_cdm.py ../shared/data/eunomia-gibleed /tmp/gibleed-x372 372
     cargo build --release --bin omopkit
-    python3 -m venv /work/notes/venv-oracle && /work/notes/venv-oracle/bin/pip install duckcdm duckdb
-    /work/notes/venv-oracle/bin/python benches/cohort_scale.py --cdm /work/bench-data/gibleed-x372
+    python3 -m venv .venv && .venv/bin/pip install duckcdm duckdb
+    .venv/bin/python benches/cohort_scale.py --cdm /tmp/gibleed-x372
 
 Options: --index DIR (default <cdm>.index), --out DIR (default /tmp/cohort-scale), --bin PATH,
 --limit N (first N cohorts only), --repeat N (passes, default 3), --rebuild, --no-duckdb (our side only).
@@ -93,7 +93,7 @@ def fmt_bytes(n):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cdm", default="/work/bench-data/gibleed-x372")
+    ap.add_argument("--cdm", required=True, help="the CDM Parquet folder, e.g. GiBleed scaled with scale_cdm.py")
     ap.add_argument("--index")
     ap.add_argument("--out", default="/tmp/cohort-scale")
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "omopkit"))
