@@ -2,7 +2,7 @@
 //! (event/index end, observation-period bounds, ignored observation periods),
 //! restricted visits, occurrence and distinct counts, nested groups, limits,
 //! end strategies, censoring, era padding, censor windows, mapped and source
-//! concepts, several observation periods per person.
+//! concepts, several observation periods per person, and text filters.
 //!
 //! The expected rows were produced by the reference implementation
 //! (`../shared/tools/circe_oracle.py`, the Python port of OHDSI Circe run by
@@ -199,6 +199,19 @@ fn build_cdm(dir: &Path) {
     );
     let n = co_start.len();
     let [a, b, c, s, v] = co;
+    // Text columns for Circe's text filters, a function of the row id (the random stream
+    // that places the events is left as it was).
+    let co_stop: Vec<Option<&str>> = a
+        .iter()
+        .map(|id| match id.unwrap_or(0) % 6 {
+            0 => None,
+            1 => Some("Adverse event"),
+            2 => Some("adverse_event"),
+            3 => Some("Resolved"),
+            4 => Some("it's 50% better"),
+            _ => Some("Adverse"),
+        })
+        .collect();
     write(
         dir,
         "condition_occurrence",
@@ -216,12 +229,30 @@ fn build_cdm(dir: &Path) {
                 Column::new("provider_id".into(), vec![None::<i64>; n]),
                 Column::new("condition_status_concept_id".into(), vec![None::<i64>; n]),
                 Column::new("visit_detail_id".into(), vec![None::<i64>; n]),
+                Column::new("stop_reason".into(), co_stop),
             ],
         )
         .expect("condition_occurrence"),
     );
     let n = de_start.len();
     let [a, b, c, s, ds] = de;
+    let de_stop: Vec<Option<&str>> = a
+        .iter()
+        .map(|id| match id.unwrap_or(0) % 4 {
+            0 => None,
+            1 => Some("Side effect"),
+            2 => Some("side effect: rash"),
+            _ => Some("Completed"),
+        })
+        .collect();
+    let de_lot: Vec<Option<&str>> = a
+        .iter()
+        .map(|id| match id.unwrap_or(0) % 3 {
+            0 => Some("L100"),
+            1 => Some("l100x"),
+            _ => None,
+        })
+        .collect();
     write(
         dir,
         "drug_exposure",
@@ -242,6 +273,8 @@ fn build_cdm(dir: &Path) {
                 Column::new("route_concept_id".into(), vec![None::<i64>; n]),
                 Column::new("visit_detail_id".into(), vec![None::<i64>; n]),
                 Column::new("quantity".into(), vec![None::<f64>; n]),
+                Column::new("stop_reason".into(), de_stop),
+                Column::new("lot_number".into(), de_lot),
             ],
         )
         .expect("drug_exposure"),
@@ -570,6 +603,36 @@ fn definitions() -> Vec<(&'static str, Value)> {
         group("ALL", vec![correlated(json!({"DrugExposure": {"CodesetId": 9, "First": true}}), window(None, -1, Some(0), 1), 2, 1)])}});
     defs.push(("correlated_first_drug", base(vec![nested], 0, "All")));
 
+    // Text filters: LIKE patterns, case-sensitive, nulls never pass (negated or not), `%` and
+    // `_` in the text are wildcards, and a quote in the text is itself.
+    let text = |criteria: Value| base(vec![criteria], 0, "All");
+    defs.push((
+        "text_stop_reason_contains",
+        text(json!({"ConditionOccurrence": {"CodesetId": 0,
+            "StopReason": {"Text": "dverse", "Op": "contains"}}})),
+    ));
+    defs.push((
+        "text_stop_reason_not_startswith",
+        text(json!({"ConditionOccurrence": {"CodesetId": 0,
+            "StopReason": {"Text": "Adv", "Op": "!startsWith"}}})),
+    ));
+    defs.push((
+        "text_wildcards_and_quote",
+        text(json!({"ConditionOccurrence": {"CodesetId": 0,
+            "StopReason": {"Text": "it's 50%", "Op": "startsWith"}}})),
+    ));
+    defs.push((
+        "text_underscore_is_one_character",
+        text(json!({"ConditionOccurrence": {"CodesetId": 0,
+            "StopReason": {"Text": "_dverse", "Op": "endsWith"}}})),
+    ));
+    defs.push((
+        "text_drug_lot_and_reason",
+        text(json!({"DrugExposure": {"CodesetId": 9,
+            "LotNumber": {"Text": "L1", "Op": "startsWith"},
+            "StopReason": {"Text": "effect", "Op": "!endsWith"}}})),
+    ));
+
     defs
 }
 
@@ -632,6 +695,36 @@ const EXPECTED: &[(&str, usize, usize, &str)] = &[
         12,
         "12b4d3ce18c352b45ec922433eb91f81",
     ),
+    (
+        "text_drug_lot_and_reason",
+        23,
+        23,
+        "20c6241be83327a6b3456ff472c5ec41",
+    ),
+    (
+        "text_stop_reason_contains",
+        39,
+        39,
+        "828661fb5dab303e4be2df96ddb4c32a",
+    ),
+    (
+        "text_stop_reason_not_startswith",
+        30,
+        30,
+        "fb38eb1f72eeab13d51d3a40ce67aab1",
+    ),
+    (
+        "text_underscore_is_one_character",
+        12,
+        12,
+        "33711b04e753053b1216ad011f09c086",
+    ),
+    (
+        "text_wildcards_and_quote",
+        17,
+        17,
+        "d9623aeb9b7a61779e5a7d5d3b46ea2d",
+    ),
     ("visit_restricted", 3, 3, "396135dffdffc4a1997fc6b11f756fe2"),
 ];
 
@@ -643,6 +736,10 @@ fn edge_cases_match_the_reference() {
     let cdm_dir = root.join("cdm");
     build_cdm(&cdm_dir);
     let cdm = Cdm::load(&cdm_dir).expect("generated CDM loads");
+    // The same CDM through a saved and reloaded index (text columns included).
+    let index_dir = root.join("index");
+    omop_cohort::store::save(&cdm, &index_dir).expect("index written");
+    let reloaded = omop_cohort::store::load(&index_dir).expect("index read");
     let defs_dir = root.join("cohorts");
     std::fs::create_dir_all(&defs_dir).expect("cohorts dir");
     let mut failures = Vec::new();
@@ -652,6 +749,12 @@ fn edge_cases_match_the_reference() {
         std::fs::write(defs_dir.join(format!("{name}.json")), &text).expect("write definition");
         let expr = CohortExpression::from_json(&text, name).expect("definition parses");
         let result = evaluate(&cdm, &expr).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let again = evaluate(&reloaded, &expr).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            result.canonical_text(),
+            again.canonical_text(),
+            "{name}: the reloaded index gives other rows"
+        );
         let md5 = cohort_support::md5_hex(result.canonical_text().as_bytes());
         let got = (result.rows.len(), result.subject_count(), md5.as_str());
         println!("{name},{},{},{}", got.0, got.1, got.2);

@@ -107,12 +107,23 @@ pub enum Extra {
     OccurrenceCount,
     /// gap_days
     GapDays,
+    /// stop_reason
+    StopReason,
+    /// lot_number
+    LotNumber,
+    /// unique_device_id
+    UniqueDeviceId,
+    /// value_as_string
+    ValueAsString,
+    /// specimen_source_id
+    SpecimenSourceId,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Id,
     Num,
+    Text,
 }
 
 struct TableSpec {
@@ -141,11 +152,14 @@ const SPECS: &[TableSpec] = &[
         type_concept: Some("condition_type_concept_id"),
         visit: Some("visit_occurrence_id"),
         provider: Some("provider_id"),
-        extras: &[(
-            Extra::ConditionStatus,
-            "condition_status_concept_id",
-            Kind::Id,
-        )],
+        extras: &[
+            (
+                Extra::ConditionStatus,
+                "condition_status_concept_id",
+                Kind::Id,
+            ),
+            (Extra::StopReason, "stop_reason", Kind::Text),
+        ],
     },
     TableSpec {
         domain: Domain::DrugExposure,
@@ -164,6 +178,8 @@ const SPECS: &[TableSpec] = &[
             (Extra::Refills, "refills", Kind::Num),
             (Extra::Route, "route_concept_id", Kind::Id),
             (Extra::DoseUnit, "dose_unit_concept_id", Kind::Id),
+            (Extra::StopReason, "stop_reason", Kind::Text),
+            (Extra::LotNumber, "lot_number", Kind::Text),
         ],
     },
     TableSpec {
@@ -218,6 +234,7 @@ const SPECS: &[TableSpec] = &[
             (Extra::ValueAsConcept, "value_as_concept_id", Kind::Id),
             (Extra::Qualifier, "qualifier_concept_id", Kind::Id),
             (Extra::Unit, "unit_concept_id", Kind::Id),
+            (Extra::ValueAsString, "value_as_string", Kind::Text),
         ],
     },
     TableSpec {
@@ -257,7 +274,10 @@ const SPECS: &[TableSpec] = &[
         type_concept: Some("device_type_concept_id"),
         visit: Some("visit_occurrence_id"),
         provider: Some("provider_id"),
-        extras: &[(Extra::Quantity, "quantity", Kind::Num)],
+        extras: &[
+            (Extra::Quantity, "quantity", Kind::Num),
+            (Extra::UniqueDeviceId, "unique_device_id", Kind::Text),
+        ],
     },
     TableSpec {
         domain: Domain::Specimen,
@@ -275,6 +295,7 @@ const SPECS: &[TableSpec] = &[
             (Extra::Unit, "unit_concept_id", Kind::Id),
             (Extra::AnatomicSite, "anatomic_site_concept_id", Kind::Id),
             (Extra::DiseaseStatus, "disease_status_concept_id", Kind::Id),
+            (Extra::SpecimenSourceId, "specimen_source_id", Kind::Text),
         ],
     },
     TableSpec {
@@ -786,6 +807,63 @@ pub enum ExtraColumn {
     Id(Ids),
     /// Numbers, `NaN` for null.
     Num(Nums),
+    /// Text, as codes into a dictionary.
+    Text(Texts),
+}
+
+/// A text column: each row's index into `dict`, [`NULL_ID`] for null. A column whose rows
+/// are all null keeps no dictionary and a constant code, so it costs nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Texts {
+    /// The distinct values, in order of first appearance.
+    pub dict: Vec<String>,
+    /// Per row, the index of its value in `dict`.
+    pub codes: Ids,
+}
+
+impl Texts {
+    /// Encodes `values` (one per row).
+    pub fn encode<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Self {
+        let mut index: HashMap<&'a str, i64> = HashMap::new();
+        let mut dict = Vec::new();
+        let codes: Vec<i64> = values
+            .map(|v| match v {
+                None => NULL_ID,
+                Some(v) => *index.entry(v).or_insert_with(|| {
+                    dict.push(v.to_string());
+                    dict.len() as i64 - 1
+                }),
+            })
+            .collect();
+        Self {
+            dict,
+            codes: Ids::encode(&codes),
+        }
+    }
+
+    /// The value of row `r`, `None` for null.
+    pub fn get(&self, r: usize) -> Option<&str> {
+        let code = self.codes.get(r);
+        if code == NULL_ID {
+            return None;
+        }
+        self.dict.get(code as usize).map(String::as_str)
+    }
+
+    /// Bytes held in memory.
+    pub fn heap_bytes(&self) -> usize {
+        self.dict.iter().map(|d| d.len() + 24).sum::<usize>() + self.codes.heap_bytes()
+    }
+
+    /// True when every code points into the dictionary.
+    pub fn is_consistent(&self) -> bool {
+        self.codes.is_consistent()
+            && self.dict.len() < i64::MAX as usize
+            && (0..self.codes.stored_len().unwrap_or(0)).all(|r| {
+                matches!(self.codes.get(r), NULL_ID)
+                    || (self.codes.get(r) as usize) < self.dict.len()
+            })
+    }
 }
 
 /// One event table, clustered by the domain concept.
@@ -925,6 +1003,14 @@ impl EventTable {
         }
     }
 
+    /// A text extra column, if the table has it.
+    pub fn extra_text(&self, e: Extra) -> Option<&Texts> {
+        match self.extras.get(&e) {
+            Some(ExtraColumn::Text(v)) => Some(v),
+            _ => None,
+        }
+    }
+
     /// A numeric extra column, if the table has it.
     pub fn extra_num(&self, e: Extra) -> Option<&Nums> {
         match self.extras.get(&e) {
@@ -961,6 +1047,7 @@ impl EventTable {
                 .map(|c| match c {
                     ExtraColumn::Id(v) => v.heap_bytes(),
                     ExtraColumn::Num(v) => v.heap_bytes(),
+                    ExtraColumn::Text(v) => v.heap_bytes(),
                 })
                 .sum::<usize>()
     }
@@ -1237,6 +1324,19 @@ fn id_column(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<i64>> {
         .i64()
         .map_err(|e| cdm_err(path, format!("column {name}: {e}")))?;
     Ok(ca.iter().map(|v| v.unwrap_or(NULL_ID)).collect())
+}
+
+/// A text column (any type polars can cast to text); all null when absent.
+fn text_column(df: &DataFrame, name: &str, path: &Path) -> Result<StringChunked> {
+    let Ok(col) = df.column(name) else {
+        return Ok(StringChunked::full_null(name.into(), df.height()));
+    };
+    let cast = col
+        .cast(&DataType::String)
+        .map_err(|e| cdm_err(path, format!("column {name}: expected text: {e}")))?;
+    cast.str()
+        .cloned()
+        .map_err(|e| cdm_err(path, format!("column {name}: {e}")))
 }
 
 fn num_column(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<f64>> {
@@ -1670,6 +1770,17 @@ fn load_event_table(path: &Path, spec: &TableSpec, persons: &[i64]) -> Result<Ev
                     ExtraColumn::Num(Nums::encode(permute(&raw, &order)))
                 } else {
                     ExtraColumn::Num(Nums::default())
+                }
+            }
+            Kind::Text => {
+                if present(c)? {
+                    let df = read_table(path, &[c])?.unwrap_or_default();
+                    let values = text_column(&df, c, path)?;
+                    drop(df);
+                    let values = values.rechunk();
+                    ExtraColumn::Text(Texts::encode(order.iter().map(|&i| values.get(i as usize))))
+                } else {
+                    ExtraColumn::Text(Texts::default())
                 }
             }
         };

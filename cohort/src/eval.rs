@@ -1130,6 +1130,15 @@ impl<'a> Evaluator<'a> {
             }
             Filter::EndNotBeforeStart => ge(ctx.end, ctx.start),
             Filter::Contains(d) => le(ctx.start, *d) && ge(ctx.end, *d),
+            Filter::Text {
+                col,
+                pattern,
+                negate,
+            } => ctx
+                .t
+                .extra_text(*col)
+                .and_then(|c| c.get(ctx.r))
+                .is_some_and(|v| crate::plan::like(v, pattern) != *negate),
         }
     }
 

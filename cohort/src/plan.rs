@@ -260,6 +260,97 @@ pub enum Filter {
     EndNotBeforeStart,
     /// A calendar date the (real) period must contain.
     Contains(Day),
+    /// A text column `[not] like` a pattern (`%` any run of characters, `_` one); a null
+    /// never passes, negated or not.
+    Text {
+        /// Column.
+        col: Extra,
+        /// The SQL LIKE pattern.
+        pattern: String,
+        /// `not like`.
+        negate: bool,
+    },
+}
+
+/// The filter Circe writes for a text filter on `col` (its `buildTextFilterClause`):
+/// `startsWith`, `contains`, `endsWith` and their negations (`!startsWith`, ...) become
+/// `[not] like` with `%` added where the text may continue; the text itself is used as is,
+/// so `%` and `_` in it are wildcards, as in Circe's SQL. A missing text is the word `null`,
+/// as Java's string formatting writes it.
+fn text_filter(t: &TextFilter, col: Extra, what: &str) -> Result<Filter> {
+    let Some(op) = t.op.as_deref() else {
+        return Err(CohortError::Invalid(format!(
+            "{what}: a text filter needs an Op (startsWith, contains, endsWith or one of them with !)"
+        )));
+    };
+    let negate = op.starts_with('!');
+    let prefix = if op.ends_with("endsWith") || op.ends_with("contains") {
+        "%"
+    } else {
+        ""
+    };
+    let postfix = if op.ends_with("startsWith") || op.ends_with("contains") {
+        "%"
+    } else {
+        ""
+    };
+    // Circe doubles a quote (dropping backslashes before it) to quote the text in SQL, so
+    // the pattern holds the quote itself.
+    let text = match &t.text {
+        Some(text) => {
+            let mut out = String::with_capacity(text.len());
+            let mut pending_backslashes = 0;
+            for ch in text.chars() {
+                match ch {
+                    '\\' => pending_backslashes += 1,
+                    '\'' => {
+                        pending_backslashes = 0;
+                        out.push('\'');
+                    }
+                    _ => {
+                        out.extend(std::iter::repeat_n('\\', pending_backslashes));
+                        pending_backslashes = 0;
+                        out.push(ch);
+                    }
+                }
+            }
+            out.extend(std::iter::repeat_n('\\', pending_backslashes));
+            out
+        }
+        None => "null".to_string(),
+    };
+    Ok(Filter::Text {
+        col,
+        pattern: format!("{prefix}{text}{postfix}"),
+        negate,
+    })
+}
+
+/// SQL `value LIKE pattern` without an escape character: `%` matches any run of characters
+/// (also none), `_` exactly one; everything else matches itself, case-sensitively.
+pub fn like(value: &str, pattern: &str) -> bool {
+    let v: Vec<char> = value.chars().collect();
+    let p: Vec<char> = pattern.chars().collect();
+    // Greedy matching with backtracking to the last `%`: linear in practice, at worst
+    // proportional to the product of the lengths.
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while i < v.len() {
+        if j < p.len() && (p[j] == '_' || (p[j] != '%' && p[j] == v[i])) {
+            i += 1;
+            j += 1;
+        } else if j < p.len() && p[j] == '%' {
+            star = Some((j, i));
+            j += 1;
+        } else if let Some((sj, si)) = star {
+            j = sj + 1;
+            i = si + 1;
+            star = Some((sj, si + 1));
+        } else {
+            return false;
+        }
+    }
+    p[j..].iter().all(|&c| c == '%')
 }
 
 /// Which table a criteria reads and how its dates are derived.
@@ -590,9 +681,15 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn text_unsupported(t: &Option<TextFilter>, name: &str, ty: &str) -> Result<()> {
-        if t.is_some() {
-            return Err(unsupported(format!("{ty}.{name} (text filter)")));
+    fn text(
+        f: &mut Vec<Filter>,
+        t: &Option<TextFilter>,
+        col: Extra,
+        name: &str,
+        ty: &str,
+    ) -> Result<()> {
+        if let Some(t) = t {
+            f.push(text_filter(t, col, &format!("{ty}.{name}"))?);
         }
         Ok(())
     }
@@ -789,7 +886,7 @@ impl<'a> Compiler<'a> {
                     d.condition_type_exclude,
                     "ConditionType",
                 )?;
-                Self::text_unsupported(&d.stop_reason, "StopReason", ty)?;
+                Self::text(f, &d.stop_reason, Extra::StopReason, "StopReason", ty)?;
                 p.needs_person = std_person(f, NumCol::AgeAtStart)?;
                 p.needs_visit = provider_visit(f)?;
                 id_list(
@@ -819,7 +916,7 @@ impl<'a> Compiler<'a> {
                     d.drug_type_exclude,
                     "DrugType",
                 )?;
-                Self::text_unsupported(&d.stop_reason, "StopReason", ty)?;
+                Self::text(f, &d.stop_reason, Extra::StopReason, "StopReason", ty)?;
                 if let Some(r) = &d.refills {
                     f.push(Filter::Num(
                         NumCol::Extra(Extra::Refills),
@@ -852,7 +949,7 @@ impl<'a> Compiler<'a> {
                     &d.dose_unit_cs,
                     "DoseUnit",
                 )?;
-                Self::text_unsupported(&d.lot_number, "LotNumber", ty)?;
+                Self::text(f, &d.lot_number, Extra::LotNumber, "LotNumber", ty)?;
                 p.needs_person = std_person(f, NumCol::AgeAtStart)?;
                 p.needs_visit = provider_visit(f)?;
             }
@@ -974,7 +1071,13 @@ impl<'a> Compiler<'a> {
                         num(r, true, "ValueAsNumber")?,
                     ));
                 }
-                Self::text_unsupported(&d.value_as_string, "ValueAsString", ty)?;
+                Self::text(
+                    f,
+                    &d.value_as_string,
+                    Extra::ValueAsString,
+                    "ValueAsString",
+                    ty,
+                )?;
                 id_list(
                     f,
                     IdCol::Extra(Extra::ValueAsConcept),
@@ -1011,7 +1114,13 @@ impl<'a> Compiler<'a> {
                     d.device_type_exclude,
                     "DeviceType",
                 )?;
-                Self::text_unsupported(&d.unique_device_id, "UniqueDeviceId", ty)?;
+                Self::text(
+                    f,
+                    &d.unique_device_id,
+                    Extra::UniqueDeviceId,
+                    "UniqueDeviceId",
+                    ty,
+                )?;
                 if let Some(r) = &d.quantity {
                     f.push(Filter::Num(
                         NumCol::Extra(Extra::Quantity),
@@ -1057,7 +1166,7 @@ impl<'a> Compiler<'a> {
                     &d.disease_status_cs,
                     "DiseaseStatus",
                 )?;
-                Self::text_unsupported(&d.source_id, "SourceId", ty)?;
+                Self::text(f, &d.source_id, Extra::SpecimenSourceId, "SourceId", ty)?;
                 p.needs_person = std_person(f, NumCol::AgeAtStart)?;
             }
             Criteria::Death(_) => {
@@ -1608,5 +1717,55 @@ impl CohortPlan {
             censor_window,
             slots: c.next_slot.get(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_matches_sql_patterns() {
+        assert!(like("Adverse event", "%dverse%"));
+        assert!(like("Adverse", "Adv%"));
+        assert!(!like("adverse", "Adv%"), "case-sensitive");
+        assert!(like("abc", "a_c"));
+        assert!(!like("abbc", "a_c"));
+        assert!(like("", "%"));
+        assert!(!like("", "_"));
+        assert!(like("it's 50% better", "it's 50%%"));
+        assert!(like("aXbXc", "%b%c"));
+        assert!(!like("aXbXd", "%b%c"));
+        assert!(like("mississippi", "%iss%ppi"));
+    }
+
+    #[test]
+    fn text_filters_become_circe_like_patterns() {
+        let t = |text: Option<&str>, op: &str| TextFilter {
+            text: text.map(String::from),
+            op: Some(op.to_string()),
+        };
+        let pattern = |f: Filter| match f {
+            Filter::Text {
+                pattern, negate, ..
+            } => (pattern, negate),
+            other => panic!("{other:?}"),
+        };
+        let f = |t: TextFilter| pattern(text_filter(&t, Extra::StopReason, "x").unwrap());
+        assert_eq!(f(t(Some("ab"), "startsWith")), ("ab%".into(), false));
+        assert_eq!(f(t(Some("ab"), "contains")), ("%ab%".into(), false));
+        assert_eq!(f(t(Some("ab"), "endsWith")), ("%ab".into(), false));
+        assert_eq!(f(t(Some("ab"), "!contains")), ("%ab%".into(), true));
+        // Backslashes before a quote go, as in Circe's quoting; others stay.
+        assert_eq!(
+            f(t(Some("it\\'s a\\b"), "startsWith")),
+            ("it's a\\b%".into(), false)
+        );
+        assert_eq!(f(t(None, "startsWith")), ("null%".into(), false));
+        let no_op = TextFilter {
+            text: Some("x".into()),
+            op: None,
+        };
+        assert!(text_filter(&no_op, Extra::StopReason, "x").is_err());
     }
 }

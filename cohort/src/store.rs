@@ -18,7 +18,7 @@
 
 use crate::cdm::{
     Cdm, ConceptIndex, Days, Domain, EventTable, Extra, ExtraColumn, Ids, Nums, PersonCore,
-    Persons, Vocabulary, by_domain,
+    Persons, Texts, Vocabulary, by_domain,
 };
 use crate::error::{CohortError, Result};
 use rayon::prelude::*;
@@ -28,7 +28,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Version of the on-disk format; an index of another version is rejected.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 const DOMAINS: &[(Domain, &str)] = &[
     (Domain::ConditionOccurrence, "condition_occurrence"),
@@ -67,6 +67,11 @@ const EXTRAS: &[(Extra, u8)] = &[
     (Extra::DiseaseStatus, 17),
     (Extra::OccurrenceCount, 18),
     (Extra::GapDays, 19),
+    (Extra::StopReason, 20),
+    (Extra::LotNumber, 21),
+    (Extra::UniqueDeviceId, 22),
+    (Extra::ValueAsString, 23),
+    (Extra::SpecimenSourceId, 24),
 ];
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> CohortError + '_ {
@@ -434,6 +439,15 @@ fn write_table(tmp: &Path, name: &str, t: &EventTable, idx: &ConceptIndex) -> Re
                 w.bytes(&[code, 1])?;
                 w.nums(v)?;
             }
+            ExtraColumn::Text(v) => {
+                w.bytes(&[code, 2])?;
+                w.u64(v.dict.len() as u64)?;
+                for d in &v.dict {
+                    w.u64(d.len() as u64)?;
+                    w.bytes(d.as_bytes())?;
+                }
+                w.ids(&v.codes)?;
+            }
         }
     }
     w.finish()?;
@@ -626,10 +640,26 @@ fn load_table(dir: &Path, name: &str, n: usize) -> Result<(EventTable, ConceptIn
             .find(|(_, c)| *c == tag[0])
             .map(|(e, _)| *e)
             .ok_or_else(|| bad(&r.path, format!("unknown column code {}", tag[0])))?;
-        let col = if tag[1] == 0 {
-            ExtraColumn::Id(r.ids()?)
-        } else {
-            ExtraColumn::Num(r.nums()?)
+        let col = match tag[1] {
+            0 => ExtraColumn::Id(r.ids()?),
+            1 => ExtraColumn::Num(r.nums()?),
+            2 => {
+                let n = r.len(8)?;
+                let mut dict = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let len = r.len(1)?;
+                    let bytes = r.take(len)?;
+                    dict.push(
+                        String::from_utf8(bytes)
+                            .map_err(|_| bad(&r.path, "a text value is not UTF-8"))?,
+                    );
+                }
+                ExtraColumn::Text(Texts {
+                    dict,
+                    codes: r.ids()?,
+                })
+            }
+            kind => return Err(bad(&r.path, format!("unknown column kind {kind}"))),
         };
         t.extras.insert(extra, col);
     }
@@ -647,6 +677,7 @@ fn load_table(dir: &Path, name: &str, n: usize) -> Result<(EventTable, ConceptIn
             ExtraColumn::Id(v) => ids_ok(v),
             ExtraColumn::Num(Nums::Whole(v)) => ids_ok(v),
             ExtraColumn::Num(Nums::Float(v)) => v.len() == rows,
+            ExtraColumn::Text(v) => ids_ok(&v.codes) && v.is_consistent(),
         });
     if !lengths_ok {
         return Err(bad(
