@@ -6,7 +6,8 @@
 //! 3. run the rules of *keyed* tables (tables other rules point to with `ref()`, such as
 //!    person, visit_occurrence or provider) in dependency order, assigning their ids from the
 //!    sorted source keys, so that the same input always gives the same ids;
-//! 4. run every other rule, then assign ids per table, ordered by person, rule and source row;
+//! 4. run every other rule, one pass per source (a reader thread parses ahead, a writer
+//!    thread writes behind), numbering each table's rows in rule, then source row, order;
 //! 5. derive observation_period, the eras and cdm_source;
 //! 6. write everything (tables, lineage, quarantine, `report.json`) into a temporary folder
 //!    next to the output and swap it into place only when all of it succeeded.
