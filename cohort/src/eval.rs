@@ -672,6 +672,49 @@ impl<'a> Evaluator<'a> {
             && le(add_days(start, plan.post_days), oe)
     }
 
+    /// Calls `f` with each of person `p`'s rows `seg` of the primary criteria
+    /// `cp` (in entry order) and each observation period it lies in with the
+    /// observation window, until `f` returns true; reads one row only when the
+    /// criteria takes the first event. The walk both entry paths share.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn entries_in_window(
+        &self,
+        ch: &Chunk,
+        cp: &CriteriaPlan,
+        p: u32,
+        seg: &[(u32, u32)],
+        lean: bool,
+        periods: &[(Day, Day)],
+        mut f: impl FnMut(&CRow, Day, Day) -> bool,
+    ) {
+        if cp.needs_person && !self.cdm.persons.in_person_table[p as usize] {
+            return;
+        }
+        let t = self.cdm.table(cp.domain);
+        let visits = ch.visits.as_ref().map(|v| v.of(p));
+        for &(r, c) in seg {
+            let row = self.row(
+                cp,
+                r as usize,
+                t.clusters[c as usize],
+                p as usize,
+                visits,
+                lean,
+            );
+            if let Some(row) = row {
+                for &(os, oe) in periods {
+                    if self.in_window(row.start, os, oe) && f(&row, os, oe) {
+                        return;
+                    }
+                }
+            }
+            if cp.first {
+                break;
+            }
+        }
+    }
+
     /// Appends person `p`'s entry events made from its gathered rows `seg` of
     /// the one primary criteria `cp` (in entry order, so events are numbered
     /// as they come); `periods` are the person's observation periods.
@@ -686,42 +729,19 @@ impl<'a> Evaluator<'a> {
         periods: &[(Day, Day)],
         out: &mut Vec<IndexEvent>,
     ) {
-        if cp.needs_person && !self.cdm.persons.in_person_table[p as usize] {
-            return;
-        }
-        let t = self.cdm.table(cp.domain);
-        let visits = ch.visits.as_ref().map(|v| v.of(p));
         let from = out.len();
-        for &(r, c) in seg {
-            let row = self.row(
-                cp,
-                r as usize,
-                t.clusters[c as usize],
-                p as usize,
-                visits,
-                lean,
-            );
-            if let Some(r) = row {
-                for &(os, oe) in periods {
-                    if self.in_window(r.start, os, oe) {
-                        out.push(IndexEvent {
-                            event_id: (out.len() - from) as i64 + 1,
-                            start: r.start,
-                            end: r.end,
-                            op_start: os,
-                            op_end: oe,
-                            visit: r.visit,
-                        });
-                        if self.plan.primary_limit == Limit::First {
-                            return;
-                        }
-                    }
-                }
-            }
-            if cp.first {
-                break;
-            }
-        }
+        let first_only = self.plan.primary_limit == Limit::First;
+        self.entries_in_window(ch, cp, p, seg, lean, periods, |r, os, oe| {
+            out.push(IndexEvent {
+                event_id: (out.len() - from) as i64 + 1,
+                start: r.start,
+                end: r.end,
+                op_start: os,
+                op_end: oe,
+                visit: r.visit,
+            });
+            first_only
+        });
     }
 
     /// Evaluates person `p` (id `subject_id`) of a plan whose only criteria is
@@ -743,51 +763,27 @@ impl<'a> Evaluator<'a> {
         episodes: &mut Vec<(Day, Day)>,
         part: &mut Partial,
     ) {
-        if cp.needs_person && !self.cdm.persons.in_person_table[p as usize] {
-            return;
-        }
         let plan = self.plan;
         let first_only =
             plan.primary_limit == Limit::First || plan.expression_limit == Limit::First;
-        let t = self.cdm.table(cp.domain);
-        let visits = ch.visits.as_ref().map(|v| v.of(p));
         let mut eras = EraBuilder::new(plan.era_pad, plan.era_pad);
         episodes.clear();
         let mut any = false;
-        'rows: for &(r, c) in seg {
-            let row = self.row(
-                cp,
-                r as usize,
-                t.clusters[c as usize],
-                p as usize,
-                visits,
-                true,
-            );
-            if let Some(row) = row {
-                for &(op_start, op_end) in periods {
-                    if self.in_window(row.start, op_start, op_end) {
-                        any = true;
-                        let e = IndexEvent {
-                            event_id: 0,
-                            start: row.start,
-                            end: row.end,
-                            op_start,
-                            op_end,
-                            visit: NULL_ID,
-                        };
-                        if let Some(end) = self.strategy_end(&e, &[]) {
-                            eras.push(row.start, end, episodes);
-                        }
-                        if first_only {
-                            break 'rows;
-                        }
-                    }
-                }
+        self.entries_in_window(ch, cp, p, seg, true, periods, |row, op_start, op_end| {
+            any = true;
+            let e = IndexEvent {
+                event_id: 0,
+                start: row.start,
+                end: row.end,
+                op_start,
+                op_end,
+                visit: NULL_ID,
+            };
+            if let Some(end) = self.strategy_end(&e, &[]) {
+                eras.push(row.start, end, episodes);
             }
-            if cp.first {
-                break;
-            }
-        }
+            first_only
+        });
         if any {
             eras.finish(episodes);
             self.emit(subject_id, episodes, part);
