@@ -165,19 +165,20 @@ def main():
                                       vocabulary_database_schema="main", results_database_schema="results"), "duckdb")
                 for cid, path, _ in cohorts}
         peer_runs = {}
-        for _ in range(a.repeat - 1):
-            for cid, _, _ in cohorts:
-                con.execute("create or replace table results.cohort (cohort_definition_id bigint, "
-                            "subject_id bigint, cohort_start_date date, cohort_end_date date)")
-                t = time.perf_counter()
-                con.execute(sqls[cid])
-                peer_runs.setdefault(cid, []).append((time.perf_counter() - t) * 1e3)
-        for cid, path, ties in cohorts:
-            con.execute("create or replace table results.cohort (cohort_definition_id bigint, subject_id bigint, "
-                        "cohort_start_date date, cohort_end_date date)")
+
+        def run_peer(cid):
+            """Runs one definition's SQL into an empty results.cohort and records its time."""
+            con.execute("create or replace table results.cohort (cohort_definition_id bigint, "
+                        "subject_id bigint, cohort_start_date date, cohort_end_date date)")
             t = time.perf_counter()
             con.execute(sqls[cid])
             peer_runs.setdefault(cid, []).append((time.perf_counter() - t) * 1e3)
+
+        for _ in range(a.repeat - 1):
+            for cid, _, _ in cohorts:
+                run_peer(cid)
+        for cid, path, ties in cohorts:
+            run_peer(cid)
             peer_ms[cid] = statistics.median(peer_runs[cid])
             theirs = con.execute("select subject_id, strftime(cohort_start_date, '%Y-%m-%d'), "
                                  "strftime(cohort_end_date, '%Y-%m-%d') from results.cohort order by 1, 2, 3").fetchall()
