@@ -4,14 +4,12 @@
 //! CDM id and the columns other rules read. Every chunk of every rule that refers to it looks
 //! keys up in the same map, so the hash table is built once per run instead of once per join.
 
+use super::lookup;
 use polars::prelude::*;
-use std::hash::BuildHasher;
-
-type Hasher = foldhash::fast::FixedState;
 
 /// A keyed table's key map: `key`, `id` and the columns read by `ref()`, indexed by `key`
 /// (the same structure as the vocabulary look-ups).
-pub type KeyMap = super::lookup::Lookup;
+pub type KeyMap = lookup::Lookup;
 
 /// Indexes a key map frame by its `key` column.
 pub fn key_map(frame: DataFrame) -> PolarsResult<KeyMap> {
@@ -26,19 +24,15 @@ pub fn key_map(frame: DataFrame) -> PolarsResult<KeyMap> {
 /// distinct keys are sorted as byte slices in parallel instead.
 pub fn first_by_key(keys: &StringChunked, order: &IdxCa) -> IdxCa {
     let keys: Vec<Option<&str>> = keys.iter().collect();
-    let hasher = Hasher::with_seed(0x6f6d_6f70);
     let key = |r: IdxSize| -> Option<&str> { keys.get(r as usize).copied().flatten() };
-    let mut seen = hashbrown::HashTable::with_capacity(keys.len());
     let mut kept: Vec<IdxSize> = Vec::with_capacity(keys.len());
-    for r in order.iter().flatten() {
-        let Some(k) = key(r) else { continue };
-        let h = hasher.hash_one(k);
-        if seen.find(h, |&s: &IdxSize| key(s) == Some(k)).is_none() {
-            seen.insert_unique(h, r, |&s| hasher.hash_one(key(s).unwrap_or_default()));
-            kept.push(r);
-        }
-    }
-    drop(seen);
+    drop(lookup::first_rows(
+        &lookup::hasher(),
+        keys.len(),
+        order.iter().flatten(),
+        key,
+        |r| kept.push(r),
+    ));
     {
         use rayon::prelude::*;
         kept.par_sort_unstable_by(|&a, &b| key(a).cmp(&key(b)));

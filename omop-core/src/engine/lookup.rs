@@ -13,11 +13,37 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
-type Hasher = foldhash::fast::FixedState;
+pub(super) type Hasher = foldhash::fast::FixedState;
 
 /// Separator between the parts of a key made of several text columns. It cannot occur in
 /// vocabulary ids or concept codes (it is a control character).
 const KEY_SEP: &str = "\u{1f}";
+
+/// The hasher of every look-up (fixed, so runs are reproducible).
+pub(super) fn hasher() -> Hasher {
+    Hasher::with_seed(0x766f_6361)
+}
+
+/// A hash index of the first of `rows` (in their order) for each distinct non-null key
+/// `key(row)`; `on_first` is called with each such row as it is found.
+pub(super) fn first_rows<'k>(
+    hasher: &Hasher,
+    capacity: usize,
+    rows: impl Iterator<Item = IdxSize>,
+    key: impl Fn(IdxSize) -> Option<&'k str>,
+    mut on_first: impl FnMut(IdxSize),
+) -> hashbrown::HashTable<IdxSize> {
+    let mut index = hashbrown::HashTable::with_capacity(capacity);
+    for r in rows {
+        let Some(k) = key(r) else { continue };
+        let h = hasher.hash_one(k);
+        if index.find(h, |&s: &IdxSize| key(s) == Some(k)).is_none() {
+            index.insert_unique(h, r, |&s| hasher.hash_one(key(s).unwrap_or_default()));
+            on_first(r);
+        }
+    }
+    index
+}
 
 /// A frame with one row per distinct text key, indexed by that key.
 pub struct Lookup {
@@ -33,20 +59,14 @@ impl Lookup {
     /// same key, the first wins).
     pub fn new(frame: DataFrame, key: &str) -> PolarsResult<Self> {
         let keys = frame.column(key)?.str()?.rechunk().into_owned();
-        let hasher = Hasher::with_seed(0x766f_6361);
-        let mut index = hashbrown::HashTable::with_capacity(keys.len());
-        for (row, k) in keys.iter().enumerate() {
-            let Some(k) = k else { continue };
-            let h = hasher.hash_one(k);
-            if index
-                .find(h, |&r: &IdxSize| keys.get(r as usize) == Some(k))
-                .is_none()
-            {
-                index.insert_unique(h, row as IdxSize, |&r| {
-                    hasher.hash_one(keys.get(r as usize).unwrap_or_default())
-                });
-            }
-        }
+        let hasher = hasher();
+        let index = first_rows(
+            &hasher,
+            keys.len(),
+            0..keys.len() as IdxSize,
+            |r| keys.get(r as usize),
+            |_| {},
+        );
         Ok(Self {
             frame,
             keys,

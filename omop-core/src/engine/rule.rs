@@ -404,47 +404,26 @@ pub fn run_rule(
         let right = match &j.kind {
             JoinKind::Ref { table, .. } => {
                 let map = keymaps.get(table).ok_or_else(|| ctx(format!("ref({table}, ...): {table} has no keyed rows yet (is a rule of {table} missing a `key`?)")))?;
-                // The key's row in the key map, then every column read through the same key.
-                let rows = format!("__ri{n}");
-                let index = map.clone();
-                lf = lf.with_column(
-                    col(k.as_str())
-                        .cast(DataType::String)
-                        .map(
-                            move |c: Column| {
-                                let found = index.rows(c.str()?);
-                                Ok(found.with_name(c.name().clone()).into_column())
-                            },
-                            |_, f: &Field| Ok(Field::new(f.name().clone(), IDX_DTYPE)),
-                        )
-                        .alias(rows.as_str()),
-                );
+                // Every column read through the same key comes from one look-up of the key.
+                let mut outputs: Vec<(&str, &str)> = Vec::new();
                 for (m, other) in comp.joins.iter().enumerate().skip(n) {
                     if let JoinKind::Ref { column, .. } = &other.kind
                         && other.key_id == j.key_id
                     {
                         let c = column.as_deref().unwrap_or("id");
-                        let Ok(values) = map.frame.column(c) else {
+                        if map.frame.column(c).is_err() {
                             return Err(ctx(format!(
                                 "ref({table}, ..., '{c}'): {table} has no column `{c}`"
                             )));
-                        };
-                        let values = values.clone();
-                        let dtype = values.dtype().clone();
-                        lf = lf.with_column(
-                            col(rows.as_str())
-                                .map(
-                                    move |r: Column| values.take(r.idx()?),
-                                    move |_, f: &Field| {
-                                        Ok(Field::new(f.name().clone(), dtype.clone()))
-                                    },
-                                )
-                                .alias(other.output.as_str()),
-                        );
+                        }
+                        outputs.push((c, other.output.as_str()));
                         done[m] = true;
                     }
                 }
-                lf = lf.drop(cols([k.as_str(), rows.as_str()]));
+                lf = map
+                    .apply(lf, col(k.as_str()), &outputs, &format!("__ri{n}"))
+                    .map_err(|e| polars_err(&rule.id, e))?
+                    .drop(cols([k.as_str()]));
                 continue;
             }
             JoinKind::SourceConcept => code_lookup(vocab),
