@@ -32,7 +32,7 @@ use rayon::prelude::*;
 use report::{SourceReport, StageTime};
 use rule::{KEY, RULE};
 use source::{ROW, SourceTable};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -167,14 +167,8 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
         report: Vec::new(),
         written: Written::default(),
         chunk_rows: opts.chunk_rows.unwrap_or(DEFAULT_CHUNK_ROWS) as u64,
-        prefetch: pack
-            .rules
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.deduplicate.is_some())
-            .map(|(i, _)| i as u32)
-            .collect(),
         prefetched: HashMap::new(),
+        finished: HashSet::new(),
         pending: Vec::new(),
     };
 
@@ -430,10 +424,10 @@ struct Run<'a> {
     written: Written,
     /// Source rows per chunk.
     chunk_rows: u64,
-    /// Rules with `deduplicate`, whose rows an earlier pass over their source may keep.
-    prefetch: Vec<u32>,
-    /// Rows kept for such rules by an earlier pass.
+    /// Rows kept for rules with `deduplicate` by an earlier pass over their source.
     prefetched: HashMap<u32, Kept>,
+    /// Rules whose pass is over (an earlier pass keeps rows only for rules still to run).
+    finished: HashSet<u32>,
     /// Whole tables being written in the background.
     pending: Vec<std::thread::JoinHandle<Result<(), EtlError>>>,
 }
@@ -745,15 +739,16 @@ impl<'a> Run<'a> {
             let mut reader = source.chunks()?;
             // Rules with `deduplicate` that read this source later keep their rows now, so
             // the file is not read again for them (the Synthea death rule and encounters).
-            let mut fills: Vec<(u32, Kept)> = self
-                .prefetch
-                .iter()
-                .filter(|&&r| {
-                    !group.contains(&r)
-                        && !self.prefetched.contains_key(&r)
-                        && pack.rules[r as usize].source == first.source
+            let mut fills: Vec<(u32, Kept)> = (0..pack.rules.len() as u32)
+                .filter(|r| {
+                    let rule = &pack.rules[*r as usize];
+                    rule.deduplicate.is_some()
+                        && rule.source == first.source
+                        && !group.contains(r)
+                        && !self.prefetched.contains_key(r)
+                        && !self.finished.contains(r)
                 })
-                .map(|&r| (r, Kept::new(&pack.rules[r as usize], source)))
+                .map(|r| (r, Kept::new(&pack.rules[r as usize], source)))
                 // Only rows a `where` picks out: keeping a whole file through other passes
                 // would cost more memory than reading it again costs time.
                 .filter(|(_, kept)| kept.filter.is_some())
@@ -890,6 +885,7 @@ impl<'a> Run<'a> {
             });
             keyed_out.push(st.keyed_rows);
         }
+        self.finished.extend(group.iter().copied());
         Ok(keyed_out)
     }
 
