@@ -528,7 +528,14 @@ pub fn load(dir: &Path) -> Result<Cdm> {
     if version != Some(u64::from(FORMAT_VERSION)) {
         return Err(bad(
             &mpath,
-            format!("format version {version:?}, expected {FORMAT_VERSION}; rebuild the index"),
+            match version {
+                Some(v) => format!(
+                    "format version {v}, expected {FORMAT_VERSION}; rebuild the index (delete the folder and run again)"
+                ),
+                None => format!(
+                    "no format version, expected {FORMAT_VERSION}; rebuild the index (delete the folder and run again)"
+                ),
+            },
         ));
     }
     let source = manifest
@@ -703,4 +710,24 @@ fn load_table(dir: &Path, name: &str, n: usize) -> Result<(EventTable, ConceptIn
             any,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_of_another_format_asks_for_a_rebuild() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("manifest.json"), r#"{"version": 4}"#).expect("manifest");
+        let err = load(dir.path()).expect_err("old format").to_string();
+        assert!(
+            err.contains(&format!("format version 4, expected {FORMAT_VERSION}"))
+                && err.contains("rebuild the index"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("manifest.json"), "{}").expect("manifest");
+        let err = load(dir.path()).expect_err("no version").to_string();
+        assert!(err.contains("no format version"), "{err}");
+    }
 }
