@@ -290,6 +290,33 @@ fn rule_ref_columns(rule: &Rule) -> BTreeSet<(String, String)> {
     out
 }
 
+/// Whether the rows of `df` are already sorted by the integer columns `columns` (nulls last).
+fn in_order(df: &DataFrame, columns: &[&str]) -> PolarsResult<bool> {
+    let cols: Vec<Int64Chunked> = columns
+        .iter()
+        .map(|c| {
+            Ok(df
+                .column(c)?
+                .cast(&DataType::Int64)?
+                .i64()?
+                .rechunk()
+                .into_owned())
+        })
+        .collect::<PolarsResult<_>>()?;
+    // Nulls sort last: (is null, value).
+    let at = |c: &Int64Chunked, i: usize| c.get(i).map_or((true, 0), |v| (false, v));
+    Ok((1..df.height()).all(|i| {
+        for c in &cols {
+            match at(c, i - 1).cmp(&at(c, i)) {
+                std::cmp::Ordering::Less => return true,
+                std::cmp::Ordering::Greater => return false,
+                std::cmp::Ordering::Equal => {}
+            }
+        }
+        true
+    }))
+}
+
 /// `rules` grouped by source, in the order of each source's first rule; a rule that
 /// deduplicates reads its source on its own.
 fn source_groups(pack: &Pack, rules: &[u32]) -> Vec<Vec<u32>> {
@@ -896,6 +923,7 @@ impl<'a> Run<'a> {
         spec: &'static TableSpec,
         frames: Vec<DataFrame>,
     ) -> Result<(), EtlError> {
+        let started = Instant::now();
         let stage = format!("table {}", spec.name);
         let err = |e| polars_err(&stage, e);
         let frames: Vec<LazyFrame> = frames.into_iter().map(|f| f.lazy()).collect();
@@ -909,64 +937,85 @@ impl<'a> Run<'a> {
         .and_then(|lf| lf.collect())
         .map_err(err)?;
         // Rows in rule, source row and concept order (usually already so), as positions.
-        let mut tie = vec![col(RULE), col(ROW)];
+        let mut tie = vec![RULE, ROW];
         if let Some(c) = slots::slot_column(spec.name, "concept_id") {
-            tie.push(col(c));
+            tie.push(c);
         }
-        let tied = df
-            .clone()
-            .lazy()
-            .select(tie.clone())
-            .with_row_index("__pos", None)
-            .sort_by_exprs(
-                tie,
-                SortMultipleOptions::default()
-                    .with_nulls_last(true)
-                    .with_maintain_order(true),
-            )
-            .select([col("__pos")])
-            .collect()
-            .map_err(err)?;
-        let tied = tied.column("__pos").and_then(|c| c.idx()).map_err(err)?;
-        let keys = df.column(KEY).and_then(|c| c.str()).map_err(err)?;
-        let positions = keymap::first_by_key(keys, tied);
-        let mut df = df.take(&positions).map_err(err)?;
-        if let Some(pk) = spec.primary_key() {
-            df = df
-                .lazy()
-                .with_row_index("__id", Some(1))
-                .with_column(col("__id").cast(pk.polars_dtype()).alias(pk.name))
-                .drop(cols(["__id"]))
-                .collect()
-                .map_err(err)?;
-        }
-        if let Some(pk) = spec.primary_key() {
-            // The key map keeps the id and the columns other rules read with
-            // `ref(table, key, 'column')`.
-            let mut keep = vec![col(KEY).alias("key"), col(pk.name).alias("id")];
-            let wanted: BTreeSet<String> = self
-                .pack
-                .rules
-                .iter()
-                .flat_map(rule_ref_columns)
-                .filter(|(t, c)| t == spec.name && c != "id")
-                .map(|(_, c)| c)
-                .collect();
-            for c in wanted {
-                if df.column(&c).is_ok() {
-                    keep.push(col(c.as_str()));
-                }
-            }
-            let map = df
+        let tied = if in_order(&df, &tie).map_err(err)? {
+            IdxCa::from_vec("__pos".into(), (0..df.height() as IdxSize).collect())
+        } else {
+            let tie: Vec<Expr> = tie.into_iter().map(col).collect();
+            let tied = df
                 .clone()
                 .lazy()
-                .select(keep)
+                .select(tie.clone())
+                .with_row_index("__pos", None)
+                .sort_by_exprs(
+                    tie,
+                    SortMultipleOptions::default()
+                        .with_nulls_last(true)
+                        .with_maintain_order(true),
+                )
+                .select([col("__pos")])
                 .collect()
-                .and_then(keymap::key_map)
-                .map_err(|e| polars_err(&stage, e))?;
+                .map_err(err)?;
+            tied.column("__pos")
+                .and_then(|c| c.idx())
+                .map_err(err)?
+                .clone()
+        };
+        let keys = df.column(KEY).and_then(|c| c.str()).map_err(err)?;
+        let positions = keymap::first_by_key(keys, &tied);
+        // Ids are 1.. in key order.
+        let ids = |name: &str, dtype: DataType| {
+            Column::new(
+                name.into(),
+                (1..=positions.len() as i64).collect::<Vec<i64>>(),
+            )
+            .cast(&dtype)
+        };
+        // The key map keeps the id and the columns other rules read with
+        // `ref(table, key, 'column')`.
+        let wanted: BTreeSet<String> = self
+            .pack
+            .rules
+            .iter()
+            .flat_map(rule_ref_columns)
+            .filter(|(t, c)| t == spec.name && c != "id")
+            .map(|(_, c)| c)
+            .collect();
+        // The wide rows are gathered while the key map is hashed.
+        let (df, map) = rayon::join(
+            || -> PolarsResult<DataFrame> {
+                let mut df = df.take(&positions)?;
+                if let Some(pk) = spec.primary_key() {
+                    df.with_column(ids(pk.name, pk.polars_dtype())?)?;
+                }
+                Ok(df)
+            },
+            || -> PolarsResult<Option<keymap::KeyMap>> {
+                let Some(pk) = spec.primary_key() else {
+                    return Ok(None);
+                };
+                let mut keep = vec![KEY.to_string()];
+                keep.extend(wanted.iter().filter(|c| df.column(c).is_ok()).cloned());
+                let mut map = df.select(keep)?.take(&positions)?;
+                map.rename(KEY, "key".into())?;
+                map.with_column(ids("id", pk.polars_dtype())?)?;
+                keymap::key_map(map).map(Some)
+            },
+        );
+        let df = df.map_err(err)?;
+        if let Some(map) = map.map_err(err)? {
             self.keymaps
                 .insert(spec.name.to_string(), std::sync::Arc::new(map));
         }
+        tracing::debug!(
+            table = spec.name,
+            rows = df.height(),
+            seconds = started.elapsed().as_secs_f64(),
+            "keyed rows numbered"
+        );
         self.write_table(spec, df)
     }
 
@@ -1077,4 +1126,27 @@ impl<'a> Run<'a> {
 /// Path helper for tests and callers: the report file inside an output folder.
 pub fn report_path(out: &Path) -> PathBuf {
     out.join("_omopkit").join("report.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_order_compares_columns_left_to_right_with_nulls_last() {
+        let df = df!(
+            "a" => [1u32, 1, 1, 2],
+            "b" => [Some(5i64), Some(7), None, Some(0)],
+        )
+        .unwrap();
+        assert!(in_order(&df, &["a", "b"]).unwrap());
+        assert!(!in_order(&df, &["b"]).unwrap());
+        let swapped = df!(
+            "a" => [1u32, 1],
+            "b" => [None, Some(3i64)],
+        )
+        .unwrap();
+        assert!(!in_order(&swapped, &["a", "b"]).unwrap());
+        assert!(in_order(&df.head(Some(0)), &["a", "b"]).unwrap());
+    }
 }
