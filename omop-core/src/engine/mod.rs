@@ -30,7 +30,7 @@ use crate::mapping::{self, Pack, PackError, Rule, slots};
 use polars::prelude::*;
 use rayon::prelude::*;
 use report::{SourceReport, StageTime};
-use rule::{KEY, RULE};
+use rule::{KEY, RULE, TABLE};
 use source::{ROW, SourceTable};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -174,29 +174,51 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
 
     // Keyed tables first, in dependency order; then everything else.
     let (keyed_order, other_rules) = plan(&pack)?;
-    for table in &keyed_order {
+    for pass in keyed_passes(&pack, &keyed_order) {
         let t = Instant::now();
-        let rules: Vec<(u32, &Rule)> = pack
-            .rules
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| &r.table == table)
-            .map(|(i, r)| (i as u32, r))
-            .collect();
-        let mut frames = Vec::new();
-        for (idx, _) in rules {
-            frames.extend(run.rules(&[idx], true)?.into_iter().flatten());
+        let rules_of = |table: &str| -> Vec<u32> {
+            (0..pack.rules.len() as u32)
+                .filter(|&i| pack.rules[i as usize].table == table)
+                .collect()
+        };
+        // Each rule may look up tables numbered before it in the same pass only afterwards.
+        let mut deferred: HashMap<u32, BTreeSet<String>> = HashMap::new();
+        for (n, table) in pass.iter().enumerate() {
+            for idx in rules_of(table) {
+                deferred.insert(idx, pass[..n].iter().cloned().collect());
+            }
         }
-        let spec = table_spec(table)?;
-        run.finish_table(spec, frames)?;
-        stage(&format!("table {table}"), t);
+        let mut states: HashMap<u32, RuleState> = HashMap::new();
+        if pass.len() == 1 {
+            // A table's rules may read different sources: one pass each.
+            for idx in rules_of(&pass[0]) {
+                let mut st = run.rules(&[idx], true, &deferred)?;
+                states.insert(idx, st.remove(0));
+            }
+        } else {
+            let group: Vec<u32> = pass.iter().flat_map(|t| rules_of(t)).collect();
+            let st = run.rules(&group, true, &deferred)?;
+            states.extend(group.into_iter().zip(st));
+        }
+        for table in &pass {
+            let mut frames = Vec::new();
+            for idx in rules_of(table) {
+                let Some(mut st) = states.remove(&idx) else {
+                    continue;
+                };
+                run.resolve_deferred(idx, &mut st, &deferred[&idx])?;
+                frames.extend(run.finish_rule(idx, st)?);
+            }
+            run.finish_table(table_spec(table)?, frames)?;
+        }
+        stage(&format!("table {}", pass.join(" + ")), t);
     }
     // Event rules stream their rows into the table files as they finish, so memory holds
     // one rule's output at a time, not the whole CDM.
     // Rules reading the same source share one pass over it (in the order of their first rule).
     let t = Instant::now();
     for group in source_groups(&pack, &other_rules) {
-        run.rules(&group, false)?;
+        run.rules(&group, false, &HashMap::new())?;
     }
     run.written.close_writers()?;
     stage("event rules", t);
@@ -244,9 +266,9 @@ fn rule_refs(rule: &Rule) -> BTreeSet<String> {
     rule_ref_columns(rule).into_iter().map(|(t, _)| t).collect()
 }
 
-/// `(table, column)` for every `ref(table, key[, 'column'])` of a rule (`id` when no column is
-/// named), plus `(person, id)` for its `person`.
-fn rule_ref_columns(rule: &Rule) -> BTreeSet<(String, String)> {
+/// `(table, column)` for every `ref(table, key[, 'column'])` in one expression (`id` when no
+/// column is named). Text that does not parse refers to nothing (lint reports it).
+pub(crate) fn text_refs(text: &str) -> BTreeSet<(String, String)> {
     fn walk(ast: &Ast, out: &mut BTreeSet<(String, String)>) {
         match ast {
             Ast::Call(name, args) => {
@@ -272,6 +294,16 @@ fn rule_ref_columns(rule: &Rule) -> BTreeSet<(String, String)> {
         }
     }
     let mut out = BTreeSet::new();
+    if let Ok(ast) = expr::parse(text) {
+        walk(&ast, &mut out);
+    }
+    out
+}
+
+/// `(table, column)` for every `ref(table, key[, 'column'])` of a rule, plus `(person, id)`
+/// for its `person`.
+fn rule_ref_columns(rule: &Rule) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
     let texts = rule
         .filter
         .iter()
@@ -280,14 +312,45 @@ fn rule_ref_columns(rule: &Rule) -> BTreeSet<(String, String)> {
         .chain(rule.fields.values())
         .chain(rule.table_fields.values().flat_map(|m| m.values()));
     for text in texts {
-        if let Ok(ast) = expr::parse(text) {
-            walk(&ast, &mut out);
-        }
+        out.extend(text_refs(text));
     }
     if rule.person.is_some() {
         out.insert(("person".into(), "id".into()));
     }
     out
+}
+
+/// The keyed tables in passes: `order` split into runs of tables that can be numbered from
+/// one pass over one source. A table joins the previous one's pass when all their rules read
+/// the same source, none deduplicates, and its rules refer to the tables before it in the pass
+/// only with whole-field `ref()`s, which are looked up once those tables are numbered (the
+/// Synthea visit_detail rows point to visit_occurrence, and both come from encounters).
+fn keyed_passes(pack: &Pack, order: &[String]) -> Vec<Vec<String>> {
+    let rules_of =
+        |table: &str| -> Vec<&Rule> { pack.rules.iter().filter(|r| r.table == table).collect() };
+    let mut passes: Vec<Vec<String>> = Vec::new();
+    for table in order {
+        let rules = rules_of(table);
+        if let Some(pass) = passes.last_mut() {
+            let earlier: BTreeSet<String> = pass.iter().cloned().collect();
+            let pass_rules: Vec<&Rule> = pass.iter().flat_map(|t| rules_of(t)).collect();
+            let source = pass_rules.first().map(|r| r.source.as_str());
+            let joins = !rules.is_empty()
+                && pass_rules
+                    .iter()
+                    .chain(&rules)
+                    .all(|r| Some(r.source.as_str()) == source && r.deduplicate.is_none())
+                && rules
+                    .iter()
+                    .all(|r| rule::deferred_refs(r, &earlier).is_some());
+            if joins {
+                pass.push(table.clone());
+                continue;
+            }
+        }
+        passes.push(vec![table.clone()]);
+    }
+    passes
 }
 
 /// Whether the rows of `df` are already sorted by the integer columns `columns` (nulls last).
@@ -618,11 +681,19 @@ impl<'a> Run<'a> {
     /// the table files: each table's rows come from the first rule of `group` writing it, and
     /// any later rule of `group` writing the same table keeps its rows until the pass ends, so
     /// ids still follow rule, then source row, order. Rows of keyed tables are returned per rule
-    /// (their ids need every row). A rule that deduplicates needs all its rows at once and runs
-    /// alone over the whole file.
-    fn rules(&mut self, group: &[u32], keyed: bool) -> Result<Vec<Vec<DataFrame>>, EtlError> {
+    /// (their ids need every row), with the rules' states: the caller finishes them with
+    /// [`Run::finish_rule`] once any `ref()` left for after the pass (`deferred`, the tables
+    /// each rule looks up afterwards) is resolved. A rule that deduplicates needs all its rows
+    /// at once and runs alone over the whole file.
+    fn rules(
+        &mut self,
+        group: &[u32],
+        keyed: bool,
+        deferred: &HashMap<u32, BTreeSet<String>>,
+    ) -> Result<Vec<RuleState>, EtlError> {
         let pack = self.pack;
         let rules: Vec<&Rule> = group.iter().map(|&i| &pack.rules[i as usize]).collect();
+        let none = BTreeSet::new();
         let Some(first) = rules.first() else {
             return Ok(Vec::new());
         };
@@ -654,6 +725,7 @@ impl<'a> Run<'a> {
                         source,
                         vocab,
                         keymaps,
+                        deferred.get(&group[k]).unwrap_or(&none),
                         input.clone().lazy(),
                     )?;
                     Ok((result, t.elapsed().as_secs_f64()))
@@ -863,57 +935,173 @@ impl<'a> Run<'a> {
             self.prefetched.extend(fills);
         }
 
-        let mut keyed_out = Vec::with_capacity(rules.len());
-        for (k, (rule, st)) in rules.iter().zip(states).enumerate() {
-            for (spec, frame) in st.held {
+        self.finished.extend(group.iter().copied());
+        if keyed {
+            return Ok(states);
+        }
+        for (&idx, mut st) in group.iter().zip(states) {
+            for (spec, frame) in std::mem::take(&mut st.held) {
                 let ctx = self.ctx();
                 self.written.append_events(ctx, spec, frame)?;
             }
-            let rejected_rows: u64 = st.rejected_by_reason.values().sum();
-            let filtered_rows: u64 = st.filtered_by_reason.values().sum();
-            if st.read != st.written + rejected_rows + filtered_rows {
-                return Err(EtlError::Rule {
-                    rule: rule.id.clone(),
-                    message: format!(
-                        "internal accounting error: read {} != written {} + rejected {rejected_rows} + filtered {filtered_rows}",
-                        st.read, st.written
-                    ),
-                });
-            }
-            if !st.rejected.is_empty() {
-                let all = concat(
-                    st.rejected
-                        .into_iter()
-                        .map(|d| d.lazy())
-                        .collect::<Vec<_>>(),
-                    UnionArgs::default(),
-                )
-                .and_then(|l| l.collect())
-                .map_err(|e| polars_err("quarantine", e))?;
-                output::write_quarantine(self.staging, rule, source, &all)?;
-            }
-            let coverage = match &rule.concept {
-                Some(c) if !st.stats.is_empty() => Some(rule::coverage(st.stats, c)?),
-                _ => None,
-            };
-            tracing::debug!(rule = %rule.id, group = k, seconds = st.seconds, "rule done");
-            self.report.push(SourceReport {
-                rule: rule.id.clone(),
-                source: rule.source.clone(),
-                file: source.file.clone(),
-                rows_read: st.read,
-                rows_written: st.written,
-                rows_rejected: rejected_rows,
-                rows_filtered: filtered_rows,
-                rejected_by_reason: st.rejected_by_reason,
-                filtered_by_reason: st.filtered_by_reason,
-                coverage,
-                seconds: st.seconds,
-            });
-            keyed_out.push(st.keyed_rows);
+            self.finish_rule(idx, st)?;
         }
-        self.finished.extend(group.iter().copied());
-        Ok(keyed_out)
+        Ok(Vec::new())
+    }
+
+    /// Checks a rule's accounting, writes its quarantine and adds it to the report; gives back
+    /// its rows of keyed tables.
+    fn finish_rule(&mut self, idx: u32, st: RuleState) -> Result<Vec<DataFrame>, EtlError> {
+        let rule = &self.pack.rules[idx as usize];
+        let source = &self.sources[&rule.source];
+        let rejected_rows: u64 = st.rejected_by_reason.values().sum();
+        let filtered_rows: u64 = st.filtered_by_reason.values().sum();
+        if st.read != st.written + rejected_rows + filtered_rows {
+            return Err(EtlError::Rule {
+                rule: rule.id.clone(),
+                message: format!(
+                    "internal accounting error: read {} != written {} + rejected {rejected_rows} + filtered {filtered_rows}",
+                    st.read, st.written
+                ),
+            });
+        }
+        if !st.rejected.is_empty() {
+            let all = concat(
+                st.rejected
+                    .into_iter()
+                    .map(|d| d.lazy())
+                    .collect::<Vec<_>>(),
+                UnionArgs::default(),
+            )
+            .and_then(|l| l.collect())
+            .map_err(|e| polars_err("quarantine", e))?;
+            output::write_quarantine(self.staging, rule, source, &all)?;
+        }
+        let coverage = match &rule.concept {
+            Some(c) if !st.stats.is_empty() => Some(rule::coverage(st.stats, c)?),
+            _ => None,
+        };
+        tracing::debug!(rule = %rule.id, seconds = st.seconds, "rule done");
+        self.report.push(SourceReport {
+            rule: rule.id.clone(),
+            source: rule.source.clone(),
+            file: source.file.clone(),
+            rows_read: st.read,
+            rows_written: st.written,
+            rows_rejected: rejected_rows,
+            rows_filtered: filtered_rows,
+            rejected_by_reason: st.rejected_by_reason,
+            filtered_by_reason: st.filtered_by_reason,
+            coverage,
+            seconds: st.seconds,
+        });
+        Ok(st.keyed_rows)
+    }
+
+    /// Fills the fields of a rule's keyed rows that `ref()` tables numbered in the same pass
+    /// (now that they are), with the checks those fields skipped during the pass: a value
+    /// that does not convert to the field's type, or an empty required field, rejects the row.
+    fn resolve_deferred(
+        &self,
+        idx: u32,
+        st: &mut RuleState,
+        tables: &BTreeSet<String>,
+    ) -> Result<(), EtlError> {
+        let rule = &self.pack.rules[idx as usize];
+        let err = |message: String| EtlError::Rule {
+            rule: rule.id.clone(),
+            message,
+        };
+        let refs = rule::deferred_refs(rule, tables)
+            .ok_or_else(|| err(format!("internal: cannot share a pass with {tables:?}")))?;
+        if refs.is_empty() {
+            return Ok(());
+        }
+        let spec = table_spec(&rule.table)?;
+        let perr = |e| polars_err(&rule.id, e);
+        // One frame: its rows with the fields filled, and its rejected rows with their reasons.
+        let resolve = |mut df: DataFrame| -> Result<(DataFrame, Vec<String>, DataFrame), EtlError> {
+            let mut reason: Vec<Option<String>> = vec![None; df.height()];
+            for r in &refs {
+                let map = self.keymaps.get(&r.table).ok_or_else(|| {
+                    err(format!(
+                        "ref({}, ...): {} is not numbered",
+                        r.table, r.table
+                    ))
+                })?;
+                let carried = format!("{}{}", rule::DEFERRED, r.field.name);
+                let dtype = r.field.polars_dtype();
+                let keys = df.column(&carried).map_err(perr)?;
+                let rows = map.rows(keys.str().map_err(perr)?);
+                let found = map
+                    .frame
+                    .column(&r.column)
+                    .and_then(|c| c.take(&rows))
+                    .map_err(perr)?;
+                let value = found.cast(&dtype).map_err(perr)?;
+                let unconverted = format!(
+                    "{}.{}: `{}` does not convert to {dtype}",
+                    spec.name, r.field.name, r.text
+                );
+                let empty = format!("required field {}.{} is empty", spec.name, r.field.name);
+                let missing = value.is_null();
+                let looked_up = found.is_not_null();
+                for ((why, missing), looked_up) in
+                    reason.iter_mut().zip(missing.iter()).zip(looked_up.iter())
+                {
+                    if why.is_some() || missing != Some(true) {
+                        continue;
+                    }
+                    if looked_up == Some(true) {
+                        *why = Some(unconverted.clone());
+                    } else if r.field.required {
+                        *why = Some(empty.clone());
+                    }
+                }
+                df.with_column(value.with_name(r.field.name.into()))
+                    .map_err(perr)?;
+                df.drop_in_place(&carried).map_err(perr)?;
+            }
+            if reason.iter().all(Option::is_none) {
+                return Ok((df, Vec::new(), DataFrame::empty()));
+            }
+            let bad =
+                BooleanChunked::from_iter_values("bad".into(), reason.iter().map(Option::is_some));
+            let why: Vec<String> = reason.into_iter().flatten().collect();
+            let mut rejected = df
+                .filter(&bad)
+                .and_then(|r| r.select([ROW]))
+                .map_err(perr)?;
+            let n = rejected.height();
+            let texts = StringChunked::from_iter_values(
+                rule::REJECT.into(),
+                why.iter().map(String::as_str),
+            );
+            rejected
+                .with_column(Column::new(TABLE.into(), vec![spec.name; n]))
+                .and_then(|r| r.with_column(texts.into_column()))
+                .map_err(perr)?;
+            let df = df.filter(&!&bad).map_err(perr)?;
+            Ok((df, why, rejected))
+        };
+        let frames = std::mem::take(&mut st.keyed_rows);
+        let resolved: Vec<_> = {
+            use rayon::prelude::*;
+            frames.into_par_iter().map(resolve).collect()
+        };
+        for r in resolved {
+            let (df, why, rejected) = r?;
+            st.keyed_rows.push(df);
+            if why.is_empty() {
+                continue;
+            }
+            st.written -= why.len() as u64;
+            for w in why {
+                *st.rejected_by_reason.entry(w).or_insert(0) += 1;
+            }
+            st.rejected.push(rejected);
+        }
+        Ok(())
     }
 
     /// Rows of a keyed table: ids in source-key order; rows with the same key are one CDM row
@@ -990,6 +1178,14 @@ impl<'a> Run<'a> {
                 let mut df = df.take(&positions)?;
                 if let Some(pk) = spec.primary_key() {
                     df.with_column(ids(pk.name, pk.polars_dtype())?)?;
+                }
+                // Columns no rule fills were left out of the rows until now.
+                for f in spec.fields {
+                    if df.column(f.name).is_err() {
+                        let empty =
+                            Column::full_null(f.name.into(), df.height(), &f.polars_dtype());
+                        df.with_column(empty)?;
+                    }
                 }
                 Ok(df)
             },

@@ -22,6 +22,83 @@ pub(crate) const REJECT: &str = "__reject";
 pub(crate) const KEY: &str = "__key";
 pub(crate) const RULE: &str = "__rule";
 const CODE: &str = "__code";
+/// Prefix of the columns that carry the source key of a field whose `ref()` is looked up
+/// after the pass (see [`deferred_refs`]).
+pub(crate) const DEFERRED: &str = "__deferred.";
+
+/// A field whose whole value is `ref(table, key[, 'column'])` into a keyed table that is
+/// numbered in the same pass over the source as the rule's own table: the rule carries the
+/// key, and the value is looked up once that table is numbered.
+pub(crate) struct DeferredRef {
+    /// The field of the rule's table.
+    pub field: &'static cdm::FieldSpec,
+    /// The field's expression, for error messages.
+    pub text: String,
+    /// The keyed table referred to.
+    pub table: String,
+    /// Its column read (`id` unless named).
+    pub column: String,
+}
+
+/// The fields of `rule` whose value is a `ref()` into one of `tables`. `None` when `rule`
+/// refers to those tables in any other way (inside a larger expression, in its key, person or
+/// `where`), or routes by concept or deduplicates: then it cannot share their pass.
+pub(crate) fn deferred_refs(rule: &Rule, tables: &BTreeSet<String>) -> Option<Vec<DeferredRef>> {
+    let mut out = Vec::new();
+    if tables.is_empty() {
+        return Some(out);
+    }
+    let spec = cdm::table(CdmVersion::V54, &rule.table)?;
+    let mut whole: BTreeSet<&str> = BTreeSet::new();
+    for f in spec.fields {
+        let Some((_, text)) = field_for(rule, spec.name, f.name) else {
+            continue;
+        };
+        if let Ok(Ast::Call(name, args)) = expr::parse(text)
+            && name == "ref"
+            && let Some(Ast::Column(t) | Ast::Lit(expr::Lit::Str(t))) = args.first()
+            && tables.contains(t)
+        {
+            let column = match args.get(2) {
+                None if args.len() == 2 => "id".to_string(),
+                Some(Ast::Lit(expr::Lit::Str(c))) if args.len() == 3 => c.clone(),
+                _ => return None,
+            };
+            out.push(DeferredRef {
+                field: f,
+                text: text.to_string(),
+                table: t.clone(),
+                column,
+            });
+            whole.insert(text);
+        }
+    }
+    let others = rule
+        .filter
+        .iter()
+        .chain(&rule.key)
+        .chain(&rule.person)
+        .chain(rule.fields.values())
+        .chain(rule.table_fields.values().flat_map(|m| m.values()))
+        .filter(|t| !whole.contains(t.as_str()));
+    for text in others {
+        if super::text_refs(text)
+            .iter()
+            .any(|(t, _)| tables.contains(t))
+        {
+            return None;
+        }
+    }
+    if rule.person.is_some() && tables.contains("person") {
+        return None;
+    }
+    if !out.is_empty()
+        && (rule.concept.is_some() || rule.deduplicate.is_some() || !rule.table_fields.is_empty())
+    {
+        return None;
+    }
+    Some(out)
+}
 
 /// What one rule produced.
 pub struct RuleResult {
@@ -141,12 +218,23 @@ pub fn run_rule(
     source: &SourceTable,
     vocab: &VocabTables,
     keymaps: &HashMap<String, std::sync::Arc<super::keymap::KeyMap>>,
+    deferred: &BTreeSet<String>,
     input: LazyFrame,
 ) -> Result<RuleResult, EtlError> {
     let ctx = |m: String| EtlError::Rule {
         rule: rule.id.clone(),
         message: m,
     };
+    // Fields that `ref()` a table numbered in this same pass carry their key instead.
+    let deferred_fields: BTreeMap<&str, String> = deferred_refs(rule, deferred)
+        .ok_or_else(|| {
+            ctx(format!(
+                "internal: the rule cannot share a pass with {deferred:?}"
+            ))
+        })?
+        .into_iter()
+        .map(|d| (d.field.name, d.text))
+        .collect();
     let mut lf = input;
     let mut columns: BTreeSet<String> = source.columns.iter().cloned().collect();
     let mut drop_reasons: Vec<(Expr, String)> = Vec::new();
@@ -402,6 +490,21 @@ pub fn run_rule(
         let v = format!("__jv{n}");
         lf = lf.with_column(j.key.clone().alias(k.as_str()));
         let right = match &j.kind {
+            JoinKind::Ref { table, .. } if deferred.contains(table) => {
+                // Looked up after the pass: every output of this key is the key itself.
+                for (m, other) in comp.joins.iter().enumerate().skip(n) {
+                    if matches!(other.kind, JoinKind::Ref { .. }) && other.key_id == j.key_id {
+                        lf = lf.with_column(
+                            col(k.as_str())
+                                .cast(DataType::String)
+                                .alias(other.output.as_str()),
+                        );
+                        done[m] = true;
+                    }
+                }
+                lf = lf.drop(cols([k.as_str()]));
+                continue;
+            }
             JoinKind::Ref { table, .. } => {
                 let map = keymaps.get(table).ok_or_else(|| ctx(format!("ref({table}, ...): {table} has no keyed rows yet (is a rule of {table} missing a `key`?)")))?;
                 // Every column read through the same key comes from one look-up of the key.
@@ -520,11 +623,32 @@ pub fn run_rule(
             .filter(col(DROP).is_null().and(col(REJECT).is_not_null()))
             .select([col(ROW), col(TABLE), col(REJECT)]),
     ];
+    // Rows of keyed tables wait in memory until the whole table is numbered; columns that are
+    // null in every row are left out of them until then.
+    let slim = rule.key.is_some() && rule.deduplicate.is_none();
     for spec in &tables {
         let mut out_cols: Vec<Expr> = Vec::new();
         let mut checks: Vec<(Expr, Expr)> = Vec::new();
+        let mut carried: Vec<Expr> = Vec::new();
+        let mut omitted: BTreeSet<&str> = BTreeSet::new();
         for f in spec.fields {
             let dtype = f.polars_dtype();
+            if let Some(text) = deferred_fields.get(f.name)
+                && spec.name == rule.table
+            {
+                // Filled (and checked) once the referred table is numbered.
+                carried.push(
+                    col(field_cols[text.as_str()].as_str())
+                        .cast(DataType::String)
+                        .alias(format!("{DEFERRED}{}", f.name)),
+                );
+                if slim {
+                    omitted.insert(f.name);
+                } else {
+                    out_cols.push(lit(NULL).cast(dtype.clone()).alias(f.name));
+                }
+                continue;
+            }
             let value = if let Some((_, text)) = field_for(rule, spec.name, f.name) {
                 let c = col(field_cols[text].as_str());
                 checks.push((
@@ -536,27 +660,40 @@ pub fn run_rule(
                         spec.name, f.name
                     )),
                 ));
-                c.cast(dtype.clone())
+                Some(c.cast(dtype.clone()))
             } else if f.name == "person_id" && rule.person.is_some() {
-                col("__person").cast(dtype.clone())
+                Some(col("__person").cast(dtype.clone()))
             } else if engine_filled(rule, spec, f.name) && !f.primary_key {
                 let slot = slots::SLOT_NAMES
                     .iter()
                     .find(|s| slots::slot_column(spec.name, s) == Some(f.name))
                     .copied();
                 match slot {
-                    Some("concept_id") => col("_concept_id").fill_null(lit(0)).cast(dtype.clone()),
-                    Some("source_concept_id") => col("_source_concept_id")
-                        .fill_null(lit(0))
-                        .cast(dtype.clone()),
-                    Some("source_value") => col(CODE).cast(dtype.clone()),
-                    _ => lit(NULL).cast(dtype.clone()),
+                    Some("concept_id") => {
+                        Some(col("_concept_id").fill_null(lit(0)).cast(dtype.clone()))
+                    }
+                    Some("source_concept_id") => Some(
+                        col("_source_concept_id")
+                            .fill_null(lit(0))
+                            .cast(dtype.clone()),
+                    ),
+                    Some("source_value") => Some(col(CODE).cast(dtype.clone())),
+                    _ => None,
                 }
             } else {
-                lit(NULL).cast(dtype.clone())
+                None
             };
-            out_cols.push(value.alias(f.name));
-            if f.required && !f.primary_key {
+            let checked = f.required && !f.primary_key;
+            if value.is_none() && slim && !checked {
+                omitted.insert(f.name);
+                continue;
+            }
+            out_cols.push(
+                value
+                    .unwrap_or_else(|| lit(NULL).cast(dtype.clone()))
+                    .alias(f.name),
+            );
+            if checked {
                 checks.push((
                     col(f.name).is_null(),
                     reasons.code(format!("required field {}.{} is empty", spec.name, f.name)),
@@ -567,6 +704,7 @@ pub fn run_rule(
         if rule.key.is_some() {
             extra.push(col(KEY));
         }
+        extra.extend(carried);
         let table_lf = live
             .clone()
             .filter(col(TABLE).eq(lit(spec.name)))
@@ -574,6 +712,7 @@ pub fn run_rule(
         let names: Vec<Expr> = spec
             .fields
             .iter()
+            .filter(|f| !omitted.contains(f.name))
             .map(|f| col(f.name))
             .chain(extra)
             .collect();
