@@ -429,7 +429,7 @@ pub fn run_rule(
     }
 
     // 2. Compile every expression of the rule with one compiler, so look-ups are shared.
-    let mut comp = Compiler::new(&columns, "__j");
+    let mut comp = Compiler::new(&columns, "__j").hoisting();
     let filter = rule
         .filter
         .as_ref()
@@ -478,6 +478,11 @@ pub fn run_rule(
                 field_cols.insert(text.to_string(), name);
             }
         }
+    }
+
+    // Dates and timestamps parsed once each (they read no look-up, so they can come first).
+    for (name, parsed) in &comp.hoisted {
+        lf = lf.with_column(parsed.clone().alias(name.as_str()));
     }
 
     // 3. Look-up joins, in the order they were requested (later keys may use earlier results).

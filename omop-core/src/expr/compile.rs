@@ -131,6 +131,10 @@ pub struct Compiler<'a> {
     pub checks: Vec<Check>,
     /// Source columns the expressions read.
     pub used_columns: BTreeSet<String>,
+    /// Parsed values computed once as columns of their own (see [`Compiler::hoisting`]), in
+    /// the order they must be added.
+    pub hoisted: Vec<(String, Expr)>,
+    hoist: bool,
     prefix: String,
 }
 
@@ -142,8 +146,46 @@ impl<'a> Compiler<'a> {
             joins: Vec::new(),
             checks: Vec::new(),
             used_columns: BTreeSet::new(),
+            hoisted: Vec::new(),
+            hoist: false,
             prefix: prefix.to_string(),
         }
+    }
+
+    /// Compiles `date(x)` and `datetime(x)` (and their `try_` forms) over source columns to
+    /// columns of [`Compiler::hoisted`], which the caller adds before evaluating the compiled
+    /// expressions: each text is parsed once, however many fields and checks read it.
+    pub fn hoisting(mut self) -> Self {
+        self.hoist = true;
+        self
+    }
+
+    /// `parsed` as a hoisted column when hoisting is on and `arg` needs no look-up.
+    fn hoisted(&mut self, kind: &str, arg: &Ast, parsed: Expr) -> Expr {
+        fn looks_up(ast: &Ast) -> bool {
+            match ast {
+                Ast::Call(name, args) => {
+                    matches!(
+                        name.as_str(),
+                        "ref" | "source_concept_id" | "standard_concept_id"
+                    ) || args.iter().any(looks_up)
+                }
+                Ast::Neg(a)
+                | Ast::Not(a)
+                | Ast::IsNull { expr: a, .. }
+                | Ast::In { expr: a, .. } => looks_up(a),
+                Ast::Binary(_, a, b) => looks_up(a) || looks_up(b),
+                Ast::Column(_) | Ast::Lit(_) | Ast::Map(_) => false,
+            }
+        }
+        if !self.hoist || looks_up(arg) {
+            return parsed;
+        }
+        let name = format!("{}p:{kind}:{arg:?}", self.prefix);
+        if !self.hoisted.iter().any(|(n, _)| n == &name) {
+            self.hoisted.push((name.clone(), parsed));
+        }
+        col(name.as_str())
     }
 
     /// Compiles one expression. `source` is its text, used in check reasons.
@@ -240,7 +282,7 @@ impl<'a> Compiler<'a> {
         Ok(match name {
             "date" | "try_date" => {
                 let x = self.args(name, args, 1..=1, src)?.remove(0);
-                let out = parse_date(x.clone());
+                let out = self.hoisted("date", &args[0], parse_date(x.clone()));
                 if name == "date" {
                     self.check_parsed(x, out.clone(), src, "a date (YYYY-MM-DD)");
                 }
@@ -248,7 +290,7 @@ impl<'a> Compiler<'a> {
             }
             "datetime" | "try_datetime" => {
                 let x = self.args(name, args, 1..=1, src)?.remove(0);
-                let out = parse_datetime(x.clone());
+                let out = self.hoisted("datetime", &args[0], parse_datetime(x.clone()));
                 if name == "datetime" {
                     self.check_parsed(
                         x,
@@ -461,15 +503,8 @@ impl<'a> Compiler<'a> {
     }
 
     fn check_parsed(&mut self, input: Expr, output: Expr, src: &str, expected: &str) {
-        let present = input
-            .cast(DataType::String)
-            .str()
-            .strip_chars(lit(NULL))
-            .str()
-            .len_chars()
-            .gt(lit(0));
         self.checks.push(Check {
-            bad: present.and(output.is_null()).fill_null(lit(false)),
+            bad: has_text(input).and(output.is_null()),
             reason: format!("`{src}`: expected {expected}"),
         });
     }
@@ -516,6 +551,21 @@ fn lit_expr(l: &Lit) -> Expr {
         Lit::Float(v) => lit(*v),
         Lit::Str(s) => lit(s.as_str()),
     }
+}
+
+/// True where `x` holds more than white space (false for nulls).
+fn has_text(x: Expr) -> Expr {
+    x.cast(DataType::String).map(
+        |c: Column| {
+            let ca = c.str()?;
+            let out: BooleanChunked = ca
+                .iter()
+                .map(|v| Some(v.is_some_and(|v| !v.trim().is_empty())))
+                .collect();
+            Ok(out.with_name(c.name().clone()).into_column())
+        },
+        |_, f: &Field| Ok(Field::new(f.name().clone(), DataType::Boolean)),
+    )
 }
 
 /// 'YYYY-MM-DD', or the date part of an ISO 8601 timestamp ('YYYY-MM-DDTHH:MM:SS...').
@@ -628,6 +678,70 @@ fn datetime_micros(b: &[u8]) -> Option<i64> {
 mod tests {
     use super::*;
     use chrono::Datelike;
+
+    /// With hoisting, each date or timestamp text is parsed once into a column of its own,
+    /// and the parse check still tells a bad value from a blank one.
+    #[test]
+    fn hoisted_parses_are_shared_and_still_checked() {
+        let columns: BTreeSet<String> = ["START", "STOP"].map(String::from).into();
+        let mut comp = Compiler::new(&columns, "__t").hoisting();
+        let mut fields = Vec::new();
+        for text in [
+            "date(START)",
+            "date(START)",
+            "try_date(START)",
+            "datetime(START)",
+            "date(coalesce(STOP, START))",
+            "year(date(START))",
+        ] {
+            let ast = crate::expr::parse(text).unwrap();
+            fields.push(comp.compile(&ast, text).unwrap());
+        }
+        // START as a date, as a timestamp, and coalesce(STOP, START) as a date.
+        assert_eq!(comp.hoisted.len(), 3, "{:?}", comp.hoisted);
+        // A look-up inside is computed later, so that parse stays inline.
+        let mut other = Compiler::new(&columns, "__u").hoisting();
+        let ast = crate::expr::parse("date(ref(person, START, 'birth'))").unwrap();
+        let _ = other.compile(&ast, "x").unwrap();
+        assert!(other.hoisted.is_empty());
+
+        let df = df!(
+            "START" => [Some("2020-01-02"), Some("  "), None, Some("2020-13-01")],
+            "STOP" => [None, Some("2020-01-05"), None, None],
+        )
+        .unwrap();
+        let mut lf = df.lazy();
+        for (name, parsed) in &comp.hoisted {
+            lf = lf.with_column(parsed.clone().alias(name.as_str()));
+        }
+        let bad: Vec<Expr> = comp
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| c.bad.clone().alias(format!("bad{i}")))
+            .collect();
+        let out = lf
+            .with_columns(bad)
+            .with_column(fields[0].clone().alias("d"))
+            .collect()
+            .unwrap();
+        let d: Vec<Option<i32>> = out
+            .column("d")
+            .unwrap()
+            .cast(&DataType::Int32)
+            .unwrap()
+            .i32()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(d, vec![Some(18263), None, None, None]);
+        // date(START): only the month-13 value is bad; blanks and nulls are just empty.
+        let bad0: Vec<Option<bool>> = out.column("bad0").unwrap().bool().unwrap().iter().collect();
+        assert_eq!(
+            bad0,
+            vec![Some(false), Some(false), Some(false), Some(true)]
+        );
+    }
 
     #[test]
     fn dates_and_timestamps_parse_strictly() {
