@@ -11,9 +11,10 @@ use polars::prelude::*;
 /// (the same structure as the vocabulary look-ups).
 pub type KeyMap = lookup::Lookup;
 
-/// Indexes a key map frame by its `key` column.
-pub fn key_map(frame: DataFrame) -> PolarsResult<KeyMap> {
-    KeyMap::new(frame, "key")
+/// Indexes a key map frame by its `key` column, sharing the index of one of `others` that
+/// has the same keys in the same order.
+pub fn key_map(frame: DataFrame, others: &[std::sync::Arc<KeyMap>]) -> PolarsResult<KeyMap> {
+    KeyMap::sharing(frame, "key", others)
 }
 
 /// The rows of a keyed table that become CDM rows, in id order: of the rows sharing a key,
@@ -80,7 +81,7 @@ mod tests {
             "id" => [10i64, 20, 30],
         )
         .unwrap();
-        let map = key_map(frame).unwrap();
+        let map = key_map(frame, &[]).unwrap();
         let probe = StringChunked::new("k".into(), [Some("c"), None, Some("zz"), Some("a")]);
         let rows: Vec<Option<IdxSize>> = map.rows(&probe).iter().collect();
         assert_eq!(rows, vec![Some(2), None, None, Some(0)]);

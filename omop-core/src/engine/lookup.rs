@@ -13,20 +13,20 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
-pub(super) type Hasher = foldhash::fast::FixedState;
+type Hasher = foldhash::fast::FixedState;
 
 /// Separator between the parts of a key made of several text columns. It cannot occur in
 /// vocabulary ids or concept codes (it is a control character).
 const KEY_SEP: &str = "\u{1f}";
 
 /// The hasher of every look-up (fixed, so runs are reproducible).
-pub(super) fn hasher() -> Hasher {
+fn hasher() -> Hasher {
     Hasher::with_seed(0x766f_6361)
 }
 
 /// A hash index of the first of `rows` (in their order) for each distinct non-null key
 /// `key(row)`; `on_first` is called with each such row as it is found.
-pub(super) fn first_rows<'k>(
+fn first_rows<'k>(
     hasher: &Hasher,
     capacity: usize,
     rows: impl Iterator<Item = IdxSize>,
@@ -49,18 +49,56 @@ pub(super) fn first_rows<'k>(
 pub struct Lookup {
     /// The values looked up, one row per key (list columns for keys with several values).
     pub frame: DataFrame,
+    index: Arc<KeyIndex>,
+}
+
+/// Row positions by text key.
+struct KeyIndex {
     keys: StringChunked,
-    index: hashbrown::HashTable<IdxSize>,
+    table: hashbrown::HashTable<IdxSize>,
     hasher: Hasher,
+}
+
+impl KeyIndex {
+    fn rows(&self, probe: &StringChunked) -> IdxCa {
+        probe
+            .iter()
+            .map(|k| {
+                let k = k?;
+                self.table
+                    .find(self.hasher.hash_one(k), |&r| {
+                        self.keys.get(r as usize) == Some(k)
+                    })
+                    .copied()
+            })
+            .collect()
+    }
 }
 
 impl Lookup {
     /// Indexes `frame` by its text column `key` (null keys are never found; of rows with the
     /// same key, the first wins).
     pub fn new(frame: DataFrame, key: &str) -> PolarsResult<Self> {
+        Self::sharing(frame, key, &[])
+    }
+
+    /// Like [`Lookup::new`], but reuses the index of one of `others` whose keys are the same,
+    /// in the same order (the visit tables of the Synthea pack are both keyed by encounter):
+    /// no second hash table is built, and rules that look the same key up in both probe once
+    /// (see [`Lookup::shares_index`]).
+    pub fn sharing(frame: DataFrame, key: &str, others: &[Arc<Lookup>]) -> PolarsResult<Self> {
         let keys = frame.column(key)?.str()?.rechunk().into_owned();
+        for other in others {
+            let theirs = &other.index.keys;
+            if theirs.len() == keys.len() && theirs.iter().eq(keys.iter()) {
+                return Ok(Self {
+                    frame,
+                    index: other.index.clone(),
+                });
+            }
+        }
         let hasher = hasher();
-        let index = first_rows(
+        let table = first_rows(
             &hasher,
             keys.len(),
             0..keys.len() as IdxSize,
@@ -69,25 +107,22 @@ impl Lookup {
         );
         Ok(Self {
             frame,
-            keys,
-            index,
-            hasher,
+            index: Arc::new(KeyIndex {
+                keys,
+                table,
+                hasher,
+            }),
         })
+    }
+
+    /// Whether `self` and `other` find every key at the same row.
+    pub fn shares_index(&self, other: &Lookup) -> bool {
+        Arc::ptr_eq(&self.index, &other.index)
     }
 
     /// The row of each probe key (null when the key is null or absent).
     pub fn rows(&self, probe: &StringChunked) -> IdxCa {
-        probe
-            .iter()
-            .map(|k| {
-                let k = k?;
-                self.index
-                    .find(self.hasher.hash_one(k), |&r| {
-                        self.keys.get(r as usize) == Some(k)
-                    })
-                    .copied()
-            })
-            .collect()
+        self.index.rows(probe)
     }
 
     /// Adds to `lf` the columns `outputs` (`(column of the look-up frame, output name)`) of the
@@ -99,23 +134,45 @@ impl Lookup {
         outputs: &[(&str, &str)],
         tmp: &str,
     ) -> PolarsResult<LazyFrame> {
-        let index = self.clone();
-        let mut lf = lf.with_column(
-            key.cast(DataType::String)
-                .map(
-                    move |c: Column| {
-                        Ok(index
-                            .rows(c.str()?)
-                            .with_name(c.name().clone())
-                            .into_column())
-                    },
-                    |_, f: &Field| Ok(Field::new(f.name().clone(), IDX_DTYPE)),
-                )
-                .alias(tmp),
-        );
-        let mut columns = Vec::with_capacity(outputs.len());
+        apply_shared(&[(self.clone(), outputs.to_vec())], lf, key, tmp)
+    }
+}
+
+/// A look-up and the columns taken from it: `(column of its frame, output name)`.
+pub type Outputs<'a> = (Arc<Lookup>, Vec<(&'a str, &'a str)>);
+
+/// [`Lookup::apply`] for several look-ups that share one index: the key is looked up once,
+/// and each look-up's `outputs` are taken from its own frame.
+pub fn apply_shared(
+    lookups: &[Outputs<'_>],
+    lf: LazyFrame,
+    key: Expr,
+    tmp: &str,
+) -> PolarsResult<LazyFrame> {
+    let Some((first, _)) = lookups.first() else {
+        return Ok(lf);
+    };
+    if let Some((other, _)) = lookups.iter().find(|(l, _)| !l.shares_index(first)) {
+        polars_bail!(InvalidOperation: "look-ups over different keys ({} and {} rows) cannot share a probe", first.frame.height(), other.frame.height());
+    }
+    let index = first.index.clone();
+    let mut lf = lf.with_column(
+        key.cast(DataType::String)
+            .map(
+                move |c: Column| {
+                    Ok(index
+                        .rows(c.str()?)
+                        .with_name(c.name().clone())
+                        .into_column())
+                },
+                |_, f: &Field| Ok(Field::new(f.name().clone(), IDX_DTYPE)),
+            )
+            .alias(tmp),
+    );
+    let mut columns = Vec::new();
+    for (lookup, outputs) in lookups {
         for &(from, to) in outputs {
-            let values = self.frame.column(from)?.clone();
+            let values = lookup.frame.column(from)?.clone();
             let dtype = values.dtype().clone();
             columns.push(
                 col(tmp)
@@ -126,9 +183,9 @@ impl Lookup {
                     .alias(to),
             );
         }
-        lf = lf.with_columns(columns).drop(cols([tmp]));
-        Ok(lf)
     }
+    lf = lf.with_columns(columns).drop(cols([tmp]));
+    Ok(lf)
 }
 
 /// A key expression over several text expressions, matching [`key_column`] on the build side.
@@ -214,6 +271,63 @@ mod tests {
         let ids: Vec<Option<i32>> = out.column("id").unwrap().i32().unwrap().iter().collect();
         assert_eq!(ids, vec![Some(20), None, None, Some(30)]);
         assert!(out.column("__tmp").is_err());
+    }
+
+    #[test]
+    fn lookups_with_the_same_keys_share_one_index_and_one_probe() {
+        let a = Arc::new(
+            Lookup::new(
+                df!("key" => ["x", "y", "z"], "id" => [1i64, 2, 3]).unwrap(),
+                "key",
+            )
+            .unwrap(),
+        );
+        let same = Arc::new(
+            Lookup::sharing(
+                df!("key" => ["x", "y", "z"], "id" => [7i64, 8, 9]).unwrap(),
+                "key",
+                std::slice::from_ref(&a),
+            )
+            .unwrap(),
+        );
+        // Same keys in another order: a table of its own.
+        let other = Lookup::sharing(
+            df!("key" => ["y", "x", "z"], "id" => [1i64, 2, 3]).unwrap(),
+            "key",
+            std::slice::from_ref(&a),
+        )
+        .unwrap();
+        assert!(same.shares_index(&a));
+        assert!(!other.shares_index(&a));
+        let probe = StringChunked::new("k".into(), [Some("y"), Some("q")]);
+        let rows: Vec<Option<IdxSize>> = other.rows(&probe).iter().collect();
+        assert_eq!(rows, vec![Some(0), None]);
+
+        let chunk = df!("k" => [Some("z"), None, Some("x"), Some("w")]).unwrap();
+        let out = apply_shared(
+            &[
+                (a.clone(), vec![("id", "a")]),
+                (same.clone(), vec![("id", "b")]),
+            ],
+            chunk.clone().lazy(),
+            col("k"),
+            "__tmp",
+        )
+        .unwrap()
+        .collect()
+        .unwrap();
+        let got = |c: &str| -> Vec<Option<i64>> {
+            out.column(c).unwrap().i64().unwrap().iter().collect()
+        };
+        assert_eq!(got("a"), vec![Some(3), None, Some(1), None]);
+        assert_eq!(got("b"), vec![Some(9), None, Some(7), None]);
+        let mixed = apply_shared(
+            &[(a, vec![("id", "a")]), (Arc::new(other), vec![("id", "b")])],
+            chunk.lazy(),
+            col("k"),
+            "__tmp",
+        );
+        assert!(mixed.is_err());
     }
 
     #[test]

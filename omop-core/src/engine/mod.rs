@@ -1172,6 +1172,7 @@ impl<'a> Run<'a> {
             .filter(|(t, c)| t == spec.name && c != "id")
             .map(|(_, c)| c)
             .collect();
+        let others: Vec<std::sync::Arc<keymap::KeyMap>> = self.keymaps.values().cloned().collect();
         // The wide rows are gathered while the key map is hashed.
         let (df, map) = rayon::join(
             || -> PolarsResult<DataFrame> {
@@ -1198,7 +1199,7 @@ impl<'a> Run<'a> {
                 let mut map = df.select(keep)?.take(&positions)?;
                 map.rename(KEY, "key".into())?;
                 map.with_column(ids("id", pk.polars_dtype())?)?;
-                keymap::key_map(map).map(Some)
+                keymap::key_map(map, &others).map(Some)
             },
         );
         let df = df.map_err(err)?;

@@ -512,24 +512,46 @@ pub fn run_rule(
             }
             JoinKind::Ref { table, .. } => {
                 let map = keymaps.get(table).ok_or_else(|| ctx(format!("ref({table}, ...): {table} has no keyed rows yet (is a rule of {table} missing a `key`?)")))?;
-                // Every column read through the same key comes from one look-up of the key.
-                let mut outputs: Vec<(&str, &str)> = Vec::new();
+                // Every column read through the same key comes from one look-up of the key,
+                // and so do the columns of other keyed tables that share the index (the same
+                // keys in the same order) when the key expression is the same.
+                let mut groups: Vec<(String, lookup::Outputs<'_>)> = Vec::new();
                 for (m, other) in comp.joins.iter().enumerate().skip(n) {
-                    if let JoinKind::Ref { column, .. } = &other.kind
-                        && other.key_id == j.key_id
-                    {
-                        let c = column.as_deref().unwrap_or("id");
-                        if map.frame.column(c).is_err() {
-                            return Err(ctx(format!(
-                                "ref({table}, ..., '{c}'): {table} has no column `{c}`"
-                            )));
-                        }
-                        outputs.push((c, other.output.as_str()));
-                        done[m] = true;
+                    let JoinKind::Ref {
+                        table: other_table,
+                        column,
+                    } = &other.kind
+                    else {
+                        continue;
+                    };
+                    if done[m] || deferred.contains(other_table) {
+                        continue;
                     }
+                    let other_map = if other.key_id == j.key_id {
+                        map
+                    } else {
+                        match keymaps.get(other_table) {
+                            Some(o) if other.key == j.key && o.shares_index(map) => o,
+                            _ => continue,
+                        }
+                    };
+                    let c = column.as_deref().unwrap_or("id");
+                    if other_map.frame.column(c).is_err() {
+                        return Err(ctx(format!(
+                            "ref({other_table}, ..., '{c}'): {other_table} has no column `{c}`"
+                        )));
+                    }
+                    match groups.iter_mut().find(|(t, _)| t == other_table) {
+                        Some((_, (_, outputs))) => outputs.push((c, other.output.as_str())),
+                        None => groups.push((
+                            other_table.clone(),
+                            (other_map.clone(), vec![(c, other.output.as_str())]),
+                        )),
+                    }
+                    done[m] = true;
                 }
-                lf = map
-                    .apply(lf, col(k.as_str()), &outputs, &format!("__ri{n}"))
+                let shared: Vec<_> = groups.into_iter().map(|(_, g)| g).collect();
+                lf = lookup::apply_shared(&shared, lf, col(k.as_str()), &format!("__ri{n}"))
                     .map_err(|e| polars_err(&rule.id, e))?
                     .drop(cols([k.as_str()]));
                 continue;
