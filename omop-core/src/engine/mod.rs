@@ -353,8 +353,9 @@ fn keyed_passes(pack: &Pack, order: &[String]) -> Vec<Vec<String>> {
     passes
 }
 
-/// Whether the rows of `df` are already sorted by the integer columns `columns` (nulls last).
-fn in_order(df: &DataFrame, columns: &[&str]) -> PolarsResult<bool> {
+/// Whether the rows of `df` are already sorted by the integer columns `columns`, with nulls
+/// last or first.
+fn in_order(df: &DataFrame, columns: &[&str], nulls_last: bool) -> PolarsResult<bool> {
     let cols: Vec<Int64Chunked> = columns
         .iter()
         .map(|c| {
@@ -366,8 +367,8 @@ fn in_order(df: &DataFrame, columns: &[&str]) -> PolarsResult<bool> {
                 .into_owned())
         })
         .collect::<PolarsResult<_>>()?;
-    // Nulls sort last: (is null, value).
-    let at = |c: &Int64Chunked, i: usize| c.get(i).map_or((true, 0), |v| (false, v));
+    // (is null, value) sorts nulls last; (is not null, value) first.
+    let at = |c: &Int64Chunked, i: usize| c.get(i).map_or((nulls_last, 0), |v| (!nulls_last, v));
     Ok((1..df.height()).all(|i| {
         for c in &cols {
             match at(c, i - 1).cmp(&at(c, i)) {
@@ -555,20 +556,26 @@ impl Written {
         frame: DataFrame,
     ) -> Result<(), EtlError> {
         let stage = format!("table {}", spec.name);
-        let mut order = vec![col(ROW)];
+        let mut order = vec![ROW];
         if let Some(c) = slots::slot_column(spec.name, "concept_id") {
-            order.push(col(c));
+            order.push(c);
         }
+        // Rows usually arrive in source row order already (a code mapped to several
+        // concepts is the exception); sorting them would gather every column again.
+        let sorted = in_order(&frame, &order, false).map_err(|e| polars_err(&stage, e))?;
         let writer = match self.writers.entry(spec.name) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
                 e.insert(output::TableWriter::create(ctx.staging, spec)?)
             }
         };
-        let mut lf = frame.lazy().sort_by_exprs(
-            order,
-            SortMultipleOptions::default().with_maintain_order(true),
-        );
+        let mut lf = frame.lazy();
+        if !sorted {
+            lf = lf.sort_by_exprs(
+                order.into_iter().map(col).collect::<Vec<_>>(),
+                SortMultipleOptions::default().with_maintain_order(true),
+            );
+        }
         if let Some(pk) = spec.primary_key() {
             let offset = writer.rows;
             lf = lf
@@ -1129,7 +1136,7 @@ impl<'a> Run<'a> {
         if let Some(c) = slots::slot_column(spec.name, "concept_id") {
             tie.push(c);
         }
-        let tied = if in_order(&df, &tie).map_err(err)? {
+        let tied = if in_order(&df, &tie, true).map_err(err)? {
             IdxCa::from_vec("__pos".into(), (0..df.height() as IdxSize).collect())
         } else {
             let tie: Vec<Expr> = tie.into_iter().map(col).collect();
@@ -1196,9 +1203,21 @@ impl<'a> Run<'a> {
                 };
                 let mut keep = vec![KEY.to_string()];
                 keep.extend(wanted.iter().filter(|c| df.column(c).is_ok()).cloned());
-                let mut map = df.select(keep)?.take(&positions)?;
+                // The key map keeps the rows in source order, not id order: rules that look
+                // keys up read their sources in much the same order (a patient's encounters,
+                // then that patient's conditions), so consecutive look-ups touch nearby
+                // memory. In id order every look-up was a cache miss.
+                let mut by_row: Vec<(IdxSize, i64)> =
+                    positions.iter().flatten().zip(1i64..).collect();
+                by_row.sort_unstable();
+                let rows = IdxCa::from_vec("rows".into(), by_row.iter().map(|p| p.0).collect());
+                let mut map = df.select(keep)?.take(&rows)?;
                 map.rename(KEY, "key".into())?;
-                map.with_column(ids("id", pk.polars_dtype())?)?;
+                let id = Column::new(
+                    "id".into(),
+                    by_row.iter().map(|p| p.1).collect::<Vec<i64>>(),
+                );
+                map.with_column(id.cast(&pk.polars_dtype())?)?;
                 keymap::key_map(map, &others).map(Some)
             },
         );
@@ -1336,14 +1355,16 @@ mod tests {
             "b" => [Some(5i64), Some(7), None, Some(0)],
         )
         .unwrap();
-        assert!(in_order(&df, &["a", "b"]).unwrap());
-        assert!(!in_order(&df, &["b"]).unwrap());
+        assert!(in_order(&df, &["a", "b"], true).unwrap());
+        assert!(!in_order(&df, &["a", "b"], false).unwrap());
+        assert!(!in_order(&df, &["b"], true).unwrap());
         let swapped = df!(
             "a" => [1u32, 1],
             "b" => [None, Some(3i64)],
         )
         .unwrap();
-        assert!(!in_order(&swapped, &["a", "b"]).unwrap());
-        assert!(in_order(&df.head(Some(0)), &["a", "b"]).unwrap());
+        assert!(!in_order(&swapped, &["a", "b"], true).unwrap());
+        assert!(in_order(&swapped, &["a", "b"], false).unwrap());
+        assert!(in_order(&df.head(Some(0)), &["a", "b"], true).unwrap());
     }
 }

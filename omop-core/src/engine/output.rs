@@ -188,7 +188,11 @@ impl TableWriter {
         lineage: &DataFrame,
     ) -> Result<(), EtlError> {
         let err = |e| polars_err(&format!("writing table {}", self.name), e);
-        self.table.write_batch(rows).map_err(err)?;
+        // The Parquet writer needs the columns cut into the same chunks.
+        let (mut rows, mut lineage) = (rows.clone(), lineage.clone());
+        rows.align_chunks_par();
+        lineage.align_chunks_par();
+        self.table.write_batch(&rows).map_err(err)?;
         if self.lineage.is_none() {
             self.lineage = Some(staging.batched(
                 &format!("_omopkit/lineage/{}.parquet", self.name),
@@ -196,7 +200,7 @@ impl TableWriter {
             )?);
         }
         if let Some(l) = &mut self.lineage {
-            l.write_batch(lineage).map_err(err)?;
+            l.write_batch(&lineage).map_err(err)?;
         }
         self.rows += rows.height() as u64;
         Ok(())
@@ -222,6 +226,8 @@ fn write_in_slices(
 ) -> Result<(), EtlError> {
     const SLICE: usize = 262_144;
     let err = |e| polars_err(&format!("writing {}", path.display()), e);
+    let mut df = df.clone();
+    df.align_chunks_par();
     let mut batched = writer.batched(df.schema()).map_err(err)?;
     let mut offset = 0;
     loop {
@@ -364,4 +370,44 @@ pub fn cdm_source(
             ),
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cdm::{self, CdmVersion};
+
+    /// Columns cut into chunks at different rows (as rows straight from a rule's plan can be)
+    /// are written; the Parquet writer used to panic on them.
+    #[test]
+    fn frames_with_misaligned_chunks_are_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let staging = Staging::create(&tmp.path().join("out")).unwrap();
+        let spec = cdm::table(CdmVersion::V54, "death").unwrap();
+        let mut person = Series::new("person_id".into(), [1i64, 2]);
+        person
+            .append(&Series::new("person_id".into(), [3i64]))
+            .unwrap();
+        let mut cols: Vec<Column> = vec![person.into()];
+        for f in spec.fields.iter().skip(1) {
+            cols.push(Column::full_null(f.name.into(), 3, &f.polars_dtype()));
+        }
+        let rows = DataFrame::new(3, cols).unwrap();
+        assert_ne!(
+            rows.column("person_id").unwrap().n_chunks(),
+            rows.column("death_date").unwrap().n_chunks()
+        );
+        let mut lineage = rows.select(["person_id"]).unwrap();
+        lineage.rename("person_id", "id".into()).unwrap();
+        let mut writer = TableWriter::create(&staging, spec).unwrap();
+        writer.append(&staging, &rows, &lineage).unwrap();
+        writer.finish().unwrap();
+        let mut whole = rows.clone();
+        staging.write_parquet("whole.parquet", &mut whole).unwrap();
+        for rel in ["death.parquet", "whole.parquet"] {
+            let file = std::fs::File::open(staging.dir.join(rel)).unwrap();
+            let back = ParquetReader::new(file).finish().unwrap();
+            assert_eq!(back.height(), 3, "{rel}");
+        }
+    }
 }
