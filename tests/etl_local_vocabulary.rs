@@ -132,3 +132,40 @@ fn local_concept_ids_below_two_billion_are_refused() {
     );
     assert!(!opts.out.exists(), "nothing is written");
 }
+
+/// A rule with one listed vocabulary, and look-ups with a literal vocabulary, key their
+/// look-ups by the code alone: codes of other vocabularies must still find nothing.
+#[test]
+fn one_vocabulary_and_literal_vocabulary_lookups_see_only_that_vocabulary() {
+    let tmp = common::tempdir();
+    let opts = setup(tmp.path(), 2_000_000_001);
+    let pack = PACK.replace(
+        "    concept: {code: code, vocabulary_from: system}\n    fields:\n",
+        "    concept: {code: code, vocabularies: [HOSPITAL]}\n    fields:\n      condition_status_concept_id: \"standard_concept_id('LAB-local', code)\"\n      provider_id: \"source_concept_id('NPR-local', code)\"\n",
+    );
+    assert_ne!(pack, PACK);
+    write(&opts.pack, "pack.yaml", &pack);
+    engine::run(&opts).expect("run");
+    let df = common::read_parquet(&opts.out.join("condition_occurrence.parquet"));
+    let rows = omop_core::packtest::rows_as_text(
+        &df,
+        &[
+            "condition_source_value".into(),
+            "condition_concept_id".into(),
+            "condition_status_concept_id".into(),
+            "provider_id".into(),
+        ],
+    )
+    .unwrap();
+    let row =
+        |a: &str, b: &str, c: &str, d: &str| vec![a.to_string(), b.into(), c.into(), d.into()];
+    assert_eq!(
+        rows,
+        vec![
+            row("L1", "0", "null", "2000000001"),
+            row("S1", "0", "201826", "null"),
+            row("U1", "201826", "null", "null"),
+            row("U2", "0", "null", "null"),
+        ]
+    );
+}

@@ -313,13 +313,36 @@ pub fn run_rule(
         // A code's standard concepts: one value per code, or lists (exploded into one row per
         // concept) when the vocabulary maps some code to several.
         let multi = vocab.multi_target;
+        // With one vocabulary listed, every code found is of that vocabulary: its 'Maps to'
+        // rows are looked up by the code alone (no per-row concatenation of vocabulary and
+        // code). Codes the vocabulary lacks find nothing either way.
+        let single = match (&c.vocabulary_from, c.vocabularies.as_slice()) {
+            (None, [v]) => Some(v.as_str()),
+            _ => None,
+        };
+        let name = match (single, multi) {
+            (Some(v), true) => format!("maps (lists) in {v}"),
+            (Some(v), false) => format!("maps in {v}"),
+            (None, true) => "maps (lists)".to_string(),
+            (None, false) => "maps".to_string(),
+        };
         let maps = vocab
             .lookups
-            .get(if multi { "maps (lists)" } else { "maps" }, || {
-                let lf = vocab.maps.clone().lazy().with_column(lookup::key_column(
-                    &["vocabulary_id", "concept_code"],
-                    "__key",
-                ));
+            .get(&name, || {
+                let mut lf = vocab.maps.clone().lazy();
+                let key = match single {
+                    Some(v) => {
+                        lf = lf.filter(col("vocabulary_id").eq(lit(v)));
+                        "concept_code"
+                    }
+                    None => {
+                        lf = lf.with_column(lookup::key_column(
+                            &["vocabulary_id", "concept_code"],
+                            "__key",
+                        ));
+                        "__key"
+                    }
+                };
                 let values = [
                     col("target_concept_id"),
                     col("target_domain_id"),
@@ -327,17 +350,23 @@ pub fn run_rule(
                     col("valid_end_date"),
                 ];
                 let df = if multi {
-                    lf.group_by_stable([col("__key")]).agg(values).collect()?
+                    lf.group_by_stable([col(key)]).agg(values).collect()?
                 } else {
                     lf.collect()?
                 };
-                Ok((df, "__key"))
+                Ok((df, key))
             })
             .map_err(perr)?;
+        let key = match single {
+            Some(_) => when(col("__mv").is_not_null())
+                .then(col(CODE))
+                .otherwise(lit(NULL).cast(DataType::String)),
+            None => lookup::key_expr(vec![col("__mv"), col(CODE)]),
+        };
         lf = maps
             .apply(
                 lf,
-                lookup::key_expr(vec![col("__mv"), col(CODE)]),
+                key,
                 &[
                     ("target_concept_id", "_concept_id"),
                     ("target_domain_id", "_domain_id"),
@@ -552,6 +581,45 @@ pub fn run_rule(
                 }
                 let shared: Vec<_> = groups.into_iter().map(|(_, g)| g).collect();
                 lf = lookup::apply_shared(&shared, lf, col(k.as_str()), &format!("__ri{n}"))
+                    .map_err(|e| polars_err(&rule.id, e))?
+                    .drop(cols([k.as_str()]));
+                continue;
+            }
+            // A literal vocabulary: a look-up of that vocabulary's codes alone, so the key is
+            // the code as it is (no per-row concatenation, shorter keys to hash).
+            JoinKind::SourceConcept | JoinKind::StandardConcept if j.vocabulary_id.is_some() => {
+                let v = j.vocabulary_id.as_deref().unwrap_or_default();
+                let right = match j.kind {
+                    JoinKind::SourceConcept => vocab.lookups.get(&format!("codes in {v}"), || {
+                        let df = vocab
+                            .codes
+                            .clone()
+                            .lazy()
+                            .filter(col("vocabulary_id").eq(lit(v)))
+                            .select([col("concept_code"), col("concept_id")])
+                            .collect()?;
+                        Ok((df, "concept_code"))
+                    }),
+                    _ => vocab.lookups.get(&format!("maps (first) in {v}"), || {
+                        let df = vocab
+                            .maps
+                            .clone()
+                            .lazy()
+                            .filter(col("vocabulary_id").eq(lit(v)))
+                            .group_by([col("concept_code")])
+                            .agg([col("target_concept_id").min().alias("concept_id")])
+                            .collect()?;
+                        Ok((df, "concept_code"))
+                    }),
+                }
+                .map_err(|e| polars_err(&rule.id, e))?;
+                lf = right
+                    .apply(
+                        lf,
+                        col(k.as_str()).cast(DataType::String),
+                        &[("concept_id", j.output.as_str())],
+                        &format!("__jr{n}"),
+                    )
                     .map_err(|e| polars_err(&rule.id, e))?
                     .drop(cols([k.as_str()]));
                 continue;

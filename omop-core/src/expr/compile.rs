@@ -46,6 +46,9 @@ pub struct JoinRequest {
     pub key: Expr,
     /// The vocabulary id, for concept look-ups.
     pub vocabulary: Option<Expr>,
+    /// The vocabulary id when it is a literal (`standard_concept_id('UCUM', UNITS)`): then the
+    /// look-up can be keyed by the code alone.
+    pub vocabulary_id: Option<String>,
     /// Name of the column that receives the result.
     pub output: String,
     /// Identifies the key expression: look-ups with the same kind of target and key share one join.
@@ -468,7 +471,18 @@ impl<'a> Compiler<'a> {
                     JoinKind::StandardConcept
                 };
                 let id = format!("{name}:{args:?}");
-                self.join(kind, code, Some(vocab), id.clone(), id)?
+                let literal = match &args[0] {
+                    Ast::Lit(Lit::Str(v)) => Some(v.clone()),
+                    _ => None,
+                };
+                let before = self.joins.len();
+                let out = self.join(kind, code, Some(vocab), id.clone(), id)?;
+                if self.joins.len() > before
+                    && let Some(j) = self.joins.last_mut()
+                {
+                    j.vocabulary_id = literal;
+                }
+                out
             }
             other => {
                 let known: Vec<&str> = FUNCTIONS.iter().map(|(n, _)| *n).collect();
@@ -525,6 +539,7 @@ impl<'a> Compiler<'a> {
             kind,
             key,
             vocabulary,
+            vocabulary_id: None,
             output: output.clone(),
             key_id,
             dedup_key,
