@@ -1295,7 +1295,12 @@ impl<'a> Run<'a> {
                 .map(|df| df.lazy())
                 .collect();
             if !spans.is_empty() {
+                let t = Instant::now();
                 let df = derive::observation_period(spans, p.period_type_concept_id)?;
+                tracing::debug!(
+                    seconds = t.elapsed().as_secs_f64(),
+                    "observation_period derived"
+                );
                 self.write_table(table_spec("observation_period")?, df)?;
             }
         }
@@ -1311,9 +1316,15 @@ impl<'a> Run<'a> {
                 .zip(self.derived_input("drug_exposure"));
             let ingredients = self.vocab.ingredients.clone().lazy();
             let (conditions, drugs) = std::thread::scope(|scope| {
-                let conditions =
-                    scope.spawn(move || occ.map(|(e, occ)| derive::condition_era(occ, e.gap_days)));
+                let conditions = scope.spawn(move || {
+                    let t = Instant::now();
+                    let era = occ.map(|(e, occ)| derive::condition_era(occ, e.gap_days));
+                    tracing::debug!(seconds = t.elapsed().as_secs_f64(), "condition_era derived");
+                    era
+                });
+                let t = Instant::now();
                 let drugs = exp.map(|(e, exp)| derive::drug_era(exp, ingredients, e.gap_days));
+                tracing::debug!(seconds = t.elapsed().as_secs_f64(), "drug_era derived");
                 (conditions.join(), drugs)
             });
             let conditions = conditions.unwrap_or_else(|_| {
