@@ -95,21 +95,26 @@ fn setup(dir: &Path, local_id: i64) -> EtlOptions {
     }
 }
 
+/// Runs the ETL and gives `columns` of condition_occurrence as text, row by row.
+fn run_conditions(opts: &EtlOptions, columns: &[&str]) -> Vec<Vec<String>> {
+    engine::run(opts).expect("run");
+    let df = common::read_parquet(&opts.out.join("condition_occurrence.parquet"));
+    let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+    omop_core::packtest::rows_as_text(&df, &columns).unwrap()
+}
+
 #[test]
 fn local_concepts_stcm_and_usagi_map_codes() {
     let tmp = common::tempdir();
     let opts = setup(tmp.path(), 2_000_000_001);
-    engine::run(&opts).expect("run");
-    let df = common::read_parquet(&opts.out.join("condition_occurrence.parquet"));
-    let rows = omop_core::packtest::rows_as_text(
-        &df,
+    let rows = run_conditions(
+        &opts,
         &[
-            "condition_source_value".into(),
-            "condition_concept_id".into(),
-            "condition_source_concept_id".into(),
+            "condition_source_value",
+            "condition_concept_id",
+            "condition_source_concept_id",
         ],
-    )
-    .unwrap();
+    );
     assert_eq!(
         rows,
         vec![
@@ -145,18 +150,15 @@ fn one_vocabulary_and_literal_vocabulary_lookups_see_only_that_vocabulary() {
     );
     assert_ne!(pack, PACK);
     write(&opts.pack, "pack.yaml", &pack);
-    engine::run(&opts).expect("run");
-    let df = common::read_parquet(&opts.out.join("condition_occurrence.parquet"));
-    let rows = omop_core::packtest::rows_as_text(
-        &df,
+    let rows = run_conditions(
+        &opts,
         &[
-            "condition_source_value".into(),
-            "condition_concept_id".into(),
-            "condition_status_concept_id".into(),
-            "provider_id".into(),
+            "condition_source_value",
+            "condition_concept_id",
+            "condition_status_concept_id",
+            "provider_id",
         ],
-    )
-    .unwrap();
+    );
     let row =
         |a: &str, b: &str, c: &str, d: &str| vec![a.to_string(), b.into(), c.into(), d.into()];
     assert_eq!(

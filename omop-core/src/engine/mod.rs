@@ -300,18 +300,21 @@ pub(crate) fn text_refs(text: &str) -> BTreeSet<(String, String)> {
     out
 }
 
-/// `(table, column)` for every `ref(table, key[, 'column'])` of a rule, plus `(person, id)`
-/// for its `person`.
-fn rule_ref_columns(rule: &Rule) -> BTreeSet<(String, String)> {
-    let mut out = BTreeSet::new();
-    let texts = rule
-        .filter
+/// Every expression text of a rule: its `where`, key, person and fields.
+pub(crate) fn rule_texts(rule: &Rule) -> impl Iterator<Item = &String> {
+    rule.filter
         .iter()
         .chain(&rule.key)
         .chain(&rule.person)
         .chain(rule.fields.values())
-        .chain(rule.table_fields.values().flat_map(|m| m.values()));
-    for text in texts {
+        .chain(rule.table_fields.values().flat_map(|m| m.values()))
+}
+
+/// `(table, column)` for every `ref(table, key[, 'column'])` of a rule, plus `(person, id)`
+/// for its `person`.
+fn rule_ref_columns(rule: &Rule) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for text in rule_texts(rule) {
         out.extend(text_refs(text));
     }
     if rule.person.is_some() {

@@ -73,14 +73,7 @@ pub(crate) fn deferred_refs(rule: &Rule, tables: &BTreeSet<String>) -> Option<Ve
             whole.insert(text);
         }
     }
-    let others = rule
-        .filter
-        .iter()
-        .chain(&rule.key)
-        .chain(&rule.person)
-        .chain(rule.fields.values())
-        .chain(rule.table_fields.values().flat_map(|m| m.values()))
-        .filter(|t| !whole.contains(t.as_str()));
+    let others = super::rule_texts(rule).filter(|t| !whole.contains(t.as_str()));
     for text in others {
         if super::text_refs(text)
             .iter()
