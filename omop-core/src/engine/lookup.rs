@@ -24,27 +24,6 @@ fn hasher() -> Hasher {
     Hasher::with_seed(0x766f_6361)
 }
 
-/// A hash index of the first of `rows` (in their order) for each distinct non-null key
-/// `key(row)`; `on_first` is called with each such row as it is found.
-fn first_rows<'k>(
-    hasher: &Hasher,
-    capacity: usize,
-    rows: impl Iterator<Item = IdxSize>,
-    key: impl Fn(IdxSize) -> Option<&'k str>,
-    mut on_first: impl FnMut(IdxSize),
-) -> hashbrown::HashTable<IdxSize> {
-    let mut index = hashbrown::HashTable::with_capacity(capacity);
-    for r in rows {
-        let Some(k) = key(r) else { continue };
-        let h = hasher.hash_one(k);
-        if index.find(h, |&s: &IdxSize| key(s) == Some(k)).is_none() {
-            index.insert_unique(h, r, |&s| hasher.hash_one(key(s).unwrap_or_default()));
-            on_first(r);
-        }
-    }
-    index
-}
-
 /// A frame with one row per distinct text key, indexed by that key.
 pub struct Lookup {
     /// The values looked up, one row per key (list columns for keys with several values).
@@ -60,6 +39,27 @@ struct KeyIndex {
 }
 
 impl KeyIndex {
+    /// Indexes `keys`: the first row of each distinct non-null key.
+    fn new(keys: StringChunked) -> Self {
+        let hasher = hasher();
+        let key = |r: IdxSize| keys.get(r as usize);
+        let mut table = hashbrown::HashTable::with_capacity(keys.len());
+        for (r, k) in keys.iter().enumerate() {
+            let Some(k) = k else { continue };
+            let h = hasher.hash_one(k);
+            if table.find(h, |&s: &IdxSize| key(s) == Some(k)).is_none() {
+                table.insert_unique(h, r as IdxSize, |&s| {
+                    hasher.hash_one(key(s).unwrap_or_default())
+                });
+            }
+        }
+        Self {
+            keys,
+            table,
+            hasher,
+        }
+    }
+
     fn rows(&self, probe: &StringChunked) -> IdxCa {
         probe
             .iter()
@@ -97,21 +97,9 @@ impl Lookup {
                 });
             }
         }
-        let hasher = hasher();
-        let table = first_rows(
-            &hasher,
-            keys.len(),
-            0..keys.len() as IdxSize,
-            |r| keys.get(r as usize),
-            |_| {},
-        );
         Ok(Self {
             frame,
-            index: Arc::new(KeyIndex {
-                keys,
-                table,
-                hasher,
-            }),
+            index: Arc::new(KeyIndex::new(keys)),
         })
     }
 
