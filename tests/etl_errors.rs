@@ -7,37 +7,6 @@ use omop_core::mapping::{self, PackError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Writes the Synthea pack's source files (header from the pack) with the given rows
-/// (`file` → lines after the header), and a tiny vocabulary.
-fn synthea_sources(dir: &Path, rows: &[(&str, &[&str])]) -> (PathBuf, PathBuf) {
-    let pack = mapping::load_pack(&common::root().join("mappings/synthea")).expect("pack");
-    let src = dir.join("source");
-    std::fs::create_dir_all(&src).unwrap();
-    let rows: BTreeMap<&str, &[&str]> = rows.iter().copied().collect();
-    for source in pack.sources.values() {
-        let mut text = source.columns.join(",") + "\n";
-        for line in rows.get(source.file.as_str()).copied().unwrap_or(&[]) {
-            text.push_str(line);
-            text.push('\n');
-        }
-        std::fs::write(src.join(&source.file), text).unwrap();
-    }
-    let vocab = dir.join("vocab");
-    std::fs::create_dir_all(&vocab).unwrap();
-    std::fs::write(
-        vocab.join("concept.csv"),
-        "concept_id,concept_name,domain_id,vocabulary_id,concept_class_id,standard_concept,concept_code,valid_start_date,valid_end_date,invalid_reason\n\
-         201826,Type 2 diabetes mellitus,Condition,SNOMED,Clinical Finding,S,44054006,1970-01-01,2099-12-31,\n",
-    )
-    .unwrap();
-    std::fs::write(
-        vocab.join("concept_relationship.csv"),
-        "concept_id_1,concept_id_2,relationship_id,valid_start_date,valid_end_date,invalid_reason\n201826,201826,Maps to,1970-01-01,2099-12-31,\n",
-    )
-    .unwrap();
-    (src, vocab)
-}
-
 const PATIENT: &str =
     "p1,1980-01-01,,white,nonhispanic,F,1 Main St,Boston,Massachusetts,Suffolk,02110";
 
@@ -117,7 +86,7 @@ fn unknown_cdm_table_or_field_is_a_lint_error_naming_it() {
 #[test]
 fn a_source_missing_a_column_names_the_file_and_the_column() {
     let tmp = common::tempdir();
-    let (src, vocab) = synthea_sources(tmp.path(), &[("patients.csv", &[PATIENT])]);
+    let (src, vocab) = common::synthea_sources(tmp.path(), &[("patients.csv", &[PATIENT])]);
     let conditions = src.join("conditions.csv");
     std::fs::write(&conditions, "START,STOP,PATIENT,ENCOUNTER,DESCRIPTION\n").unwrap();
     let err = engine::run(&opts(
@@ -142,7 +111,7 @@ fn a_source_missing_a_column_names_the_file_and_the_column() {
 #[test]
 fn unparseable_dates_and_numbers_go_to_quarantine_with_their_row_and_reason() {
     let tmp = common::tempdir();
-    let (src, vocab) = synthea_sources(
+    let (src, vocab) = common::synthea_sources(
         tmp.path(),
         &[
             ("patients.csv", &[PATIENT]),
@@ -235,10 +204,64 @@ fn unparseable_dates_and_numbers_go_to_quarantine_with_their_row_and_reason() {
     );
 }
 
+/// Blank lines are not rows (they used to be read as rows of nulls, each rejected for a
+/// missing person). Row numbers count records, and the quarantine, which reads the file
+/// again, numbers them the same way, so it holds the rejected record itself.
+#[test]
+fn quarantined_rows_are_the_rejected_records_when_the_file_has_blank_lines() {
+    let tmp = common::tempdir();
+    let (src, vocab) = common::synthea_sources(
+        tmp.path(),
+        &[
+            ("patients.csv", &[PATIENT]),
+            (
+                "conditions.csv",
+                &[
+                    "2020-01-01,,p1,,44054006",
+                    "",
+                    "\"2020-01-01\",,p1,\"a\nquoted line end\",44054006",
+                    "",
+                    "yesterday,,p1,,44054006",
+                ],
+            ),
+        ],
+    );
+    let o = opts(
+        tmp.path(),
+        common::root().join("mappings/synthea"),
+        src,
+        vocab,
+    );
+    let report = engine::run(&o).expect("the run succeeds; the bad row is quarantined");
+    let conditions = report
+        .sources
+        .iter()
+        .find(|r| r.rule == "conditions")
+        .expect("the conditions rule is reported");
+    assert_eq!(
+        (
+            conditions.rows_read,
+            conditions.rows_written,
+            conditions.rows_rejected
+        ),
+        (3, 2, 1)
+    );
+    let q = common::read_parquet(&o.out.join("_omopkit/quarantine/conditions.parquet"));
+    let rows = omop_core::packtest::rows_as_text(
+        &q,
+        &["_source_row".into(), "START".into(), "PATIENT".into()],
+    )
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![vec!["3".to_string(), "yesterday".into(), "p1".into()]]
+    );
+}
+
 #[test]
 fn a_failed_run_leaves_the_previous_output_untouched() {
     let tmp = common::tempdir();
-    let (src, vocab) = synthea_sources(
+    let (src, vocab) = common::synthea_sources(
         tmp.path(),
         &[
             ("patients.csv", &[PATIENT]),

@@ -311,18 +311,33 @@ pub fn write_quarantine(
         col("_reason"),
     ];
     sel.extend(source.columns.iter().map(|c| col(c.as_str())));
-    let mut df = source
-        .scan()?
-        .join(
-            reasons,
-            [col(ROW)],
-            [col(ROW)],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .select(sel)
-        .sort(["_source_row"], SortMultipleOptions::default())
-        .collect()
-        .map_err(|e| polars_err(&format!("quarantine of rule {}", rule.id), e))?;
+    // The rows are read again with the reader that numbered them, one chunk at a time.
+    let err = |e| polars_err(&format!("quarantine of rule {}", rule.id), e);
+    let reasons = reasons.collect().map_err(err)?;
+    let mut parts = Vec::new();
+    let mut reader = source.chunks()?;
+    while let Some(chunk) = reader.next_chunk()? {
+        parts.push(
+            chunk
+                .lazy()
+                .join(
+                    reasons.clone().lazy(),
+                    [col(ROW)],
+                    [col(ROW)],
+                    JoinArgs::new(JoinType::Inner),
+                )
+                .select(sel.clone())
+                .collect()
+                .map_err(err)?
+                .lazy(),
+        );
+    }
+    let mut df = concat(parts, UnionArgs::default())
+        .and_then(|all| {
+            all.sort(["_source_row"], SortMultipleOptions::default())
+                .collect()
+        })
+        .map_err(err)?;
     staging.write_parquet(&format!("_omopkit/quarantine/{}.parquet", rule.id), &mut df)
 }
 

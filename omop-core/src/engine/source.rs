@@ -3,6 +3,7 @@
 use super::EtlError;
 use crate::mapping::Source;
 use polars::prelude::*;
+use rayon::prelude::*;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -51,48 +52,9 @@ impl SourceTable {
         })
     }
 
-    /// A lazy scan of the declared columns, all as text, plus [`ROW`].
-    pub fn scan(&self) -> Result<LazyFrame, EtlError> {
-        self.scan_with(
-            |r| {
-                r.with_row_index(Some(RowIndex {
-                    name: ROW.into(),
-                    offset: 1,
-                }))
-            },
-            true,
-        )
-    }
-
     /// A reader that parses the file once, front to back, in chunks of whole records.
     pub fn chunks(&self) -> Result<ChunkReader<'_>, EtlError> {
         ChunkReader::open(self)
-    }
-
-    fn scan_with(
-        &self,
-        configure: impl FnOnce(LazyCsvReader) -> LazyCsvReader,
-        row_index: bool,
-    ) -> Result<LazyFrame, EtlError> {
-        let path = self.path.to_str().ok_or_else(|| EtlError::Source {
-            file: self.path.clone(),
-            message: "the path is not valid UTF-8".into(),
-        })?;
-        let reader = LazyCsvReader::new(PlRefPath::new(path))
-            .with_has_header(true)
-            .with_separator(self.separator)
-            .with_infer_schema_length(Some(0))
-            .with_missing_is_null(true);
-        let lf = configure(reader).finish().map_err(|e| EtlError::Source {
-            file: self.path.clone(),
-            message: e.to_string(),
-        })?;
-        if !row_index {
-            return Ok(lf);
-        }
-        let mut cols: Vec<Expr> = vec![col(ROW).cast(DataType::UInt64)];
-        cols.extend(self.columns.iter().map(|c| col(c.as_str())));
-        Ok(lf.select(cols))
     }
 }
 
@@ -127,14 +89,21 @@ fn read_header(path: &Path, separator: u8) -> Result<Vec<String>, EtlError> {
 /// Bytes of source text parsed at once by a [`ChunkReader`].
 const CHUNK_BYTES: usize = 32 << 20;
 
+/// Chunks at least this long are cut into one run of records per thread, parsed at once.
+const PARALLEL_BYTES: usize = 1 << 20;
+
 /// Parses a source file once, front to back, in chunks of about [`CHUNK_BYTES`] that end at a
-/// record boundary (a line end outside quotes). Each chunk is parsed by polars' multi-threaded
-/// CSV parser into the declared columns (all text) plus [`ROW`], the 1-based data row number in
-/// the file. Reading the file once keeps the cost linear in its size, whatever the chunk size.
+/// record boundary (a line end outside quotes). Each chunk becomes the declared columns (all
+/// text) plus [`ROW`], the 1-based data row number in the file. Reading the file once keeps the
+/// cost linear in its size, whatever the chunk size.
 ///
 /// The file is read into one buffer that is reused for every chunk, and chunks are parsed
 /// straight from it: a fresh buffer per chunk cost a page fault and the kernel zeroing every
 /// page of it, which was a good part of the run's time.
+///
+/// The records are split by `simd-csv` (RFC 4180 quoting, `\n` or `\r\n` line ends). Only the
+/// declared columns are copied out. The rules, which [`parse_records`] documents, are those of
+/// polars' CSV reader except where noted there.
 pub struct ChunkReader<'a> {
     source: &'a SourceTable,
     file: std::fs::File,
@@ -145,12 +114,24 @@ pub struct ChunkReader<'a> {
     eof: bool,
     /// Data rows parsed so far.
     rows: u64,
-    schema: SchemaRef,
-    columns: Arc<[PlSmallStr]>,
+    /// The header's fields, and the position in it of each declared column.
+    layout: Layout,
     /// The empty chunk of a file without rows was given.
     gave_empty: bool,
     /// Bytes parsed at once.
     chunk_bytes: usize,
+}
+
+/// Where the declared columns are in a file's records.
+#[derive(Debug, Clone)]
+struct Layout {
+    /// Fields in the header.
+    width: usize,
+    /// The declared columns: name, and the field that holds it.
+    columns: Vec<(PlSmallStr, usize)>,
+    separator: u8,
+    /// Runs of at least this many bytes are cut into one run of records per thread.
+    parallel_bytes: usize,
 }
 
 impl<'a> ChunkReader<'a> {
@@ -173,18 +154,27 @@ impl<'a> ChunkReader<'a> {
         let text = text
             .trim_start_matches('\u{feff}')
             .trim_end_matches(['\r', '\n']);
-        // Every header column is read as text; names are made unique so that a repeated
-        // header name cannot shift the columns.
-        let mut schema = Schema::with_capacity(8);
-        for (i, name) in text.split(source.separator as char).enumerate() {
-            let name = name.trim().trim_matches('"');
-            let name = if schema.contains(name) {
-                format!("{name}#{i}")
-            } else {
-                name.to_string()
-            };
-            schema.insert(name.into(), DataType::String);
-        }
+        let names: Vec<&str> = text
+            .split(source.separator as char)
+            .map(|n| n.trim().trim_matches('"'))
+            .collect();
+        // A repeated header name means its first field.
+        let columns = source
+            .columns
+            .iter()
+            .map(|c| {
+                names
+                    .iter()
+                    .position(|n| n == c)
+                    .map(|i| (PlSmallStr::from(c.as_str()), i))
+                    .ok_or_else(|| {
+                        err(format!(
+                            "missing column `{c}` (the file has: {})",
+                            names.join(", ")
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             source,
             file,
@@ -193,8 +183,12 @@ impl<'a> ChunkReader<'a> {
             hi,
             eof: false,
             rows: 0,
-            schema: Arc::new(schema),
-            columns: source.columns.iter().map(|c| c.as_str().into()).collect(),
+            layout: Layout {
+                width: names.len(),
+                columns,
+                separator: source.separator,
+                parallel_bytes: PARALLEL_BYTES,
+            },
             gave_empty: false,
             chunk_bytes: CHUNK_BYTES,
         })
@@ -273,48 +267,148 @@ impl<'a> ChunkReader<'a> {
     /// Parses `buf[a..b]`, whole records.
     fn parse(&mut self, a: usize, b: usize) -> Result<DataFrame, EtlError> {
         let body = &self.buf[a..b];
-        if body.iter().all(|b| b.is_ascii_whitespace()) {
-            // Blank lines only (or nothing): no rows, with the usual columns.
-            let mut cols = vec![Column::new_empty(ROW.into(), &DataType::UInt64)];
-            cols.extend(
-                self.source
-                    .columns
-                    .iter()
-                    .map(|c| Column::new_empty(c.as_str().into(), &DataType::String)),
-            );
-            return DataFrame::new_infer_height(cols).map_err(|e| EtlError::Source {
-                file: self.source.path.clone(),
-                message: e.to_string(),
-            });
-        }
-        let first = self.rows + 1;
-        let err = |message: String| EtlError::Source {
-            file: self.source.path.clone(),
-            message: format!("in the rows from data row {first} on: {message}"),
+        // Blank lines only (or nothing): no rows, with the usual columns.
+        let body = if body.iter().all(|b| b.is_ascii_whitespace()) {
+            &body[..0]
+        } else {
+            body
         };
-        let offset =
-            IdxSize::try_from(first).map_err(|_| err("too many rows for one file".into()))?;
-        let separator = self.source.separator;
-        let df = CsvReadOptions::default()
-            .with_has_header(false)
-            .with_schema(Some(self.schema.clone()))
-            .with_columns(Some(self.columns.clone()))
-            .with_row_index(Some(RowIndex {
-                name: ROW.into(),
-                offset,
-            }))
-            .map_parse_options(|o| o.with_separator(separator).with_missing_is_null(true))
-            .into_reader_with_file_handle(std::io::Cursor::new(body))
-            .finish()
-            .map_err(|e| err(e.to_string()))?;
+        let first = self.rows + 1;
+        let df = parse_records(body, &self.layout, first).map_err(|message| EtlError::Source {
+            file: self.source.path.clone(),
+            message,
+        })?;
         self.rows += df.height() as u64;
-        let mut cols: Vec<Expr> = vec![col(ROW).cast(DataType::UInt64)];
-        cols.extend(self.source.columns.iter().map(|c| col(c.as_str())));
-        df.lazy()
-            .select(cols)
-            .collect()
-            .map_err(|e| err(e.to_string()))
+        Ok(df)
     }
+}
+
+/// Parses whole records into [`ROW`] (numbered from `first`) and the declared columns, as
+/// text. A long run is cut into one run of records per thread, parsed at once.
+///
+/// - A record ends at a line end (`\n` or `\r\n`) outside quotes. Blank lines are not
+///   records (polars reads each as a row of nulls).
+/// - An empty field is null; a quoted empty field (`""`) is the empty text.
+/// - A field that starts and ends with a quote loses them, and a doubled quote inside it is
+///   one quote. A quote inside an unquoted field starts a quoted run, as the cut between
+///   chunks assumes (polars keeps such a quote as text).
+/// - A record with fewer fields than the header has nulls for the fields it lacks; one with
+///   more is an error naming its data row, and so is text that is not UTF-8.
+fn parse_records(body: &[u8], layout: &Layout, first: u64) -> Result<DataFrame, String> {
+    let threads = rayon::current_num_threads();
+    let mut parts = Vec::with_capacity(threads);
+    let mut lo = 0;
+    if body.len() >= layout.parallel_bytes {
+        let target = body.len() / threads;
+        while parts.len() + 1 < threads && lo + target < body.len() {
+            let Some(end) = record_end(&body[lo..lo + target]) else {
+                break;
+            };
+            parts.push(&body[lo..lo + end + 1]);
+            lo += end + 1;
+        }
+    }
+    parts.push(&body[lo..]);
+    let parsed: Vec<Result<Part, (usize, String)>> =
+        parts.par_iter().map(|p| parse_part(p, layout)).collect();
+    let mut rows = 0usize;
+    let mut columns: Vec<Option<StringChunked>> = vec![None; layout.columns.len()];
+    for part in parsed {
+        let part = part.map_err(|(record, message)| {
+            format!("data row {}: {message}", first + (rows + record) as u64)
+        })?;
+        rows += part.rows;
+        for (all, column) in columns.iter_mut().zip(part.columns) {
+            match all {
+                Some(all) => all.append_owned(column).map_err(|e| e.to_string())?,
+                None => *all = Some(column),
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(columns.len() + 1);
+    out.push(Column::new(
+        ROW.into(),
+        (first..first + rows as u64).collect::<Vec<u64>>(),
+    ));
+    for (column, (name, _)) in columns.into_iter().zip(&layout.columns) {
+        let column = column.unwrap_or_else(|| StringChunked::full_null(name.clone(), 0));
+        out.push(column.into_column());
+    }
+    DataFrame::new(rows, out).map_err(|e| e.to_string())
+}
+
+/// The declared columns of one run of whole records.
+struct Part {
+    columns: Vec<StringChunked>,
+    rows: usize,
+}
+
+/// Parses one run of whole records (see [`parse_records`]). An error gives the 0-based record
+/// it is about.
+fn parse_part(part: &[u8], layout: &Layout) -> Result<Part, (usize, String)> {
+    let records = || {
+        simd_csv::ZeroCopyReaderBuilder::new()
+            .delimiter(layout.separator)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(part)
+    };
+    if let Err(e) = std::str::from_utf8(part) {
+        // The record that holds the first byte that is not UTF-8.
+        let at = e.valid_up_to() as u64;
+        let mut reader = records();
+        let mut record = 0;
+        while let Ok(Some(_)) = reader.read_byte_record() {
+            if reader.position() > at {
+                break;
+            }
+            record += 1;
+        }
+        return Err((record, "the text is not valid UTF-8".into()));
+    }
+    // Every record takes at least one line end (but the last).
+    let capacity = memchr::memchr_iter(b'\n', part).count() + 1;
+    let mut columns: Vec<StringChunkedBuilder> = layout
+        .columns
+        .iter()
+        .map(|(name, _)| StringChunkedBuilder::new(name.clone(), capacity))
+        .collect();
+    let mut reader = records();
+    let mut rows = 0;
+    loop {
+        let record = match reader.read_byte_record() {
+            Ok(Some(record)) => record,
+            Ok(None) => break,
+            Err(e) => return Err((rows, e.to_string())),
+        };
+        if record.len() > layout.width {
+            return Err((
+                rows,
+                format!(
+                    "{} fields, but the header has {}",
+                    record.len(),
+                    layout.width
+                ),
+            ));
+        }
+        for (column, &(_, field)) in columns.iter_mut().zip(&layout.columns) {
+            match record.unescape(field) {
+                None => column.append_null(),
+                Some(cell) if cell.is_empty() && record.get(field) == Some(b"") => {
+                    column.append_null()
+                }
+                // SAFETY: `part` is valid UTF-8 (checked above), and a cell is a piece of it
+                // cut at ASCII bytes (separator, quote, line end) with ASCII quotes taken
+                // out, so it is valid UTF-8 too.
+                Some(cell) => column.append_value(unsafe { std::str::from_utf8_unchecked(&cell) }),
+            }
+        }
+        rows += 1;
+    }
+    Ok(Part {
+        columns: columns.into_iter().map(|c| c.finish()).collect(),
+        rows,
+    })
 }
 
 /// The position of the last line end of `bytes` that is outside double quotes, given that
@@ -349,7 +443,7 @@ mod tests {
                 i * 7
             ));
         }
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, &text).unwrap();
         let source = Source {
             file: "notes.csv".into(),
             separator: None,
@@ -368,8 +462,9 @@ mod tests {
         for p in &parts[1..] {
             all.vstack_mut(p).unwrap();
         }
-        let whole = table.scan().unwrap().collect().unwrap();
-        assert_eq!(all, whole);
+        let body = &text.as_bytes()[text.find('\n').unwrap() + 1..];
+        let layout = layout(&["ID", "NOTE", "CODE"], &["NOTE", "ID"], b',');
+        assert!(all.equals_missing(&polars_records(body, &["ID", "NOTE", "CODE"], &layout)));
         let rows: Vec<u64> = all
             .column(ROW)
             .unwrap()
@@ -405,6 +500,201 @@ mod tests {
         assert_eq!(first.height(), 0);
         assert_eq!(first.get_column_names(), [ROW, "B"]);
         assert!(reader.next_chunk().unwrap().is_none());
+    }
+
+    /// polars' CSV reader, as the engine used it before it parsed records itself: the oracle
+    /// the record parser is compared with.
+    fn polars_records(body: &[u8], header: &[&str], layout: &Layout) -> DataFrame {
+        let mut schema = Schema::with_capacity(header.len());
+        for name in header {
+            schema.insert((*name).into(), DataType::String);
+        }
+        let columns: Arc<[PlSmallStr]> = layout.columns.iter().map(|(n, _)| n.clone()).collect();
+        let separator = layout.separator;
+        let df = CsvReadOptions::default()
+            .with_has_header(false)
+            .with_schema(Some(Arc::new(schema)))
+            .with_columns(Some(columns))
+            .with_row_index(Some(RowIndex {
+                name: ROW.into(),
+                offset: 1,
+            }))
+            .map_parse_options(|o| o.with_separator(separator).with_missing_is_null(true))
+            .into_reader_with_file_handle(std::io::Cursor::new(body))
+            .finish()
+            .unwrap();
+        let mut cols: Vec<Expr> = vec![col(ROW).cast(DataType::UInt64)];
+        cols.extend(layout.columns.iter().map(|(n, _)| col(n.clone())));
+        df.lazy().select(cols).collect().unwrap()
+    }
+
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((self.0 >> 33) as usize) % n.max(1)
+        }
+        fn pick<'t, T>(&mut self, items: &'t [T]) -> &'t T {
+            &items[self.below(items.len())]
+        }
+    }
+
+    fn layout(header: &[&str], declared: &[&str], separator: u8) -> Layout {
+        Layout {
+            width: header.len(),
+            columns: declared
+                .iter()
+                .map(|d| {
+                    let at = header.iter().position(|h| h == d).unwrap();
+                    ((*d).into(), at)
+                })
+                .collect(),
+            separator,
+            // Small, so that most records are cut into runs parsed at once.
+            parallel_bytes: 16,
+        }
+    }
+
+    /// Seeded random files of well-formed records (quoted fields holding separators, line
+    /// ends and doubled quotes; empty and quoted empty fields; short records; `\n` or `\r\n`;
+    /// with or without a last line end; any separator) parse exactly as polars parses them.
+    #[test]
+    fn records_parse_as_polars_parses_them() {
+        const WORDS: &[&str] = &[
+            "a",
+            "Ola Nordmann",
+            "2020-01-01T10:00:00Z",
+            "æøå",
+            "  ",
+            "x-1",
+        ];
+        const QUOTED: &[&str] = &[
+            "\"\"",
+            "\"a{s}b\"",
+            "\"two\nlines\"",
+            "\"say \"\"hi\"\"\"",
+            "\"crlf\r\nin\"",
+            "\"{s}\"",
+        ];
+        for seed in 0..400u64 {
+            let mut rng = Lcg(seed);
+            let separator = *rng.pick(b",;\t|");
+            let sep = (separator as char).to_string();
+            let header: Vec<&str> = ["A", "B", "C", "D", "E"][..2 + rng.below(4)].to_vec();
+            let mut declared: Vec<&str> = header
+                .iter()
+                .copied()
+                .filter(|_| rng.below(3) > 0)
+                .collect();
+            if declared.is_empty() {
+                declared.push(header[header.len() - 1]);
+            }
+            if rng.below(2) == 0 {
+                declared.reverse();
+            }
+            let eol = if rng.below(3) == 0 { "\r\n" } else { "\n" };
+            let mut text = String::new();
+            let records = 1 + rng.below(40);
+            for r in 0..records {
+                let fields = 1 + rng.below(header.len());
+                let cells: Vec<String> = (0..fields)
+                    .map(|f| match rng.below(4) {
+                        // An only field left empty would be a blank line.
+                        0 if fields > 1 || f > 0 => String::new(),
+                        1 => rng.pick(QUOTED).replace("{s}", &sep),
+                        _ => rng.pick(WORDS).to_string(),
+                    })
+                    .collect();
+                text.push_str(&cells.join(&sep));
+                if r + 1 < records || rng.below(2) == 0 {
+                    text.push_str(eol);
+                }
+            }
+            let layout = layout(&header, &declared, separator);
+            let ours = parse_records(text.as_bytes(), &layout, 1)
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{text:?}"));
+            let theirs = polars_records(text.as_bytes(), &header, &layout);
+            assert!(
+                ours.equals_missing(&theirs),
+                "seed {seed}, declared {declared:?}\n{text:?}\nours {ours}\npolars {theirs}"
+            );
+        }
+    }
+
+    fn texts(df: &DataFrame, column: &str) -> Vec<Option<String>> {
+        df.column(column)
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect()
+    }
+
+    /// Where the record parser differs from polars, and its errors.
+    #[test]
+    fn blank_lines_stray_quotes_and_bad_records() {
+        let layout = layout(&["A", "B"], &["A", "B"], b',');
+        let s = |v: &str| Some(v.to_string());
+
+        // Blank lines are not records, so they take no row number.
+        let df = parse_records(b"a,b\n\n\r\nc,\"\"\n", &layout, 1).unwrap();
+        assert_eq!(texts(&df, "A"), [s("a"), s("c")]);
+        assert_eq!(texts(&df, "B"), [s("b"), s("")]);
+        let rows: Vec<u64> = df
+            .column(ROW)
+            .unwrap()
+            .u64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        assert_eq!(rows, [1, 2]);
+
+        // A quote inside an unquoted field starts a quoted run, up to the next quote.
+        let df = parse_records(b"ab\"c,d\",e\nf,g\n", &layout, 1).unwrap();
+        assert_eq!(texts(&df, "A"), [s("ab\"c,d\""), s("f")]);
+        assert_eq!(texts(&df, "B"), [s("e"), s("g")]);
+
+        // Too many fields: the data row is named, counted from `first` across runs.
+        let mut body = b"a,b\n".repeat(20);
+        body.extend_from_slice(b"c,d,e\n");
+        let err = parse_records(&body, &layout, 101).unwrap_err();
+        assert_eq!(err, "data row 121: 3 fields, but the header has 2");
+
+        // Text that is not UTF-8, in the second of two runs parsed at once.
+        let mut body = b"a,b\n".repeat(30);
+        body.extend_from_slice(b"c,\xff\xfe\n");
+        body.extend_from_slice(&b"a,b\n".repeat(3));
+        let err = parse_records(&body, &layout, 1).unwrap_err();
+        assert_eq!(err, "data row 31: the text is not valid UTF-8");
+    }
+
+    /// Arbitrary bytes never make the parser panic, and whatever parses is numbered 1.. with
+    /// no more rows than lines.
+    #[test]
+    fn arbitrary_bytes_parse_or_fail_cleanly() {
+        const BYTES: &[u8] = b"ab,,\"\"\n\n\r \xff\xc3\xa5;";
+        for seed in 0..2000u64 {
+            let mut rng = Lcg(seed);
+            let body: Vec<u8> = (0..rng.below(120)).map(|_| *rng.pick(BYTES)).collect();
+            let layout = layout(&["A", "B", "C"], &["C", "A"], *rng.pick(b",;"));
+            if let Ok(df) = parse_records(&body, &layout, 1) {
+                let lines = memchr::memchr_iter(b'\n', &body).count() + 1;
+                assert!(df.height() <= lines, "seed {seed}: {body:?}");
+                let rows: Vec<u64> = df
+                    .column(ROW)
+                    .unwrap()
+                    .u64()
+                    .unwrap()
+                    .into_no_null_iter()
+                    .collect();
+                assert_eq!(rows, (1..=df.height() as u64).collect::<Vec<_>>());
+            }
+        }
     }
 
     #[test]
