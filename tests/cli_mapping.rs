@@ -81,6 +81,64 @@ fn explain_shows_how_one_source_row_becomes_cdm_rows() {
     );
 }
 
+/// `--row N` is data row N as the ETL numbers it (in its report and quarantine): a quoted
+/// field may hold line ends and blank lines are not rows. It used to pick the N-th line.
+#[test]
+fn explain_picks_the_data_row_the_etl_numbers() {
+    let tmp = common::tempdir();
+    let (src, vocab) = common::synthea_sources(
+        tmp.path(),
+        &[
+            (
+                "patients.csv",
+                &[
+                    "p1,1980-01-01,,white,nonhispanic,F,1 Main St,Boston,Massachusetts,Suffolk,02110",
+                ],
+            ),
+            (
+                "conditions.csv",
+                &[
+                    "2020-01-01,,p1,\"two\nlines\",44054006",
+                    "",
+                    "2021-03-04,,p1,,44054006",
+                ],
+            ),
+        ],
+    );
+    let explain = |row: &str| {
+        Command::new(common::omopkit_bin())
+            .args(["mapping", "explain", "--rule", "conditions", "--row", row])
+            .arg("--mapping")
+            .arg(common::root().join("mappings/synthea"))
+            .arg("--source")
+            .arg(&src)
+            .arg("--vocab")
+            .arg(&vocab)
+            .arg("--vocab-cache")
+            .arg(tmp.path().join("vc"))
+            .output()
+            .unwrap()
+    };
+    let out = explain("2");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("2021-03-04") && !text.contains("2020-01-01"),
+        "{text}"
+    );
+    let out = explain("3");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("there is no data row 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `omopkit mapping schema | head -1`: a reader that stops early is not an error (it used to
 /// make the program panic on the broken pipe).
 #[test]

@@ -38,7 +38,8 @@ pub enum MappingCommand {
         /// The rule id.
         #[arg(long)]
         rule: String,
-        /// The data row number in the rule's source file (1 = the first row after the header).
+        /// The data row number in the rule's source file, as the run report and quarantine give
+        /// it (1 = the first record after the header; blank lines are not rows).
         #[arg(long)]
         row: u64,
         /// Where to keep the vocabulary's Parquet cache.
@@ -144,16 +145,19 @@ fn explain(
             std::os::unix::fs::symlink(std::fs::canonicalize(&from)?, &to)?;
         }
     }
-    let text = std::fs::read_to_string(source.join(&src.file))?;
-    let mut lines = text.lines();
-    let header = lines.next().unwrap_or_default();
-    let line = lines.nth((row.max(1) - 1) as usize).ok_or_else(|| {
-        CliError::invalid(format!(
-            "{}: there is no data row {row}",
-            source.join(&src.file).display()
-        ))
-    })?;
-    std::fs::write(src_dir.join(&src.file), format!("{header}\n{line}\n"))?;
+    let separator = src.separator.unwrap_or(',') as u8;
+    let engine::DataRow { header, record } =
+        engine::data_row(&source.join(&src.file), separator, row.max(1))?.ok_or_else(|| {
+            CliError::invalid(format!(
+                "{}: there is no data row {row}",
+                source.join(&src.file).display()
+            ))
+        })?;
+    let mut text = header;
+    text.push(b'\n');
+    text.extend_from_slice(&record);
+    text.push(b'\n');
+    std::fs::write(src_dir.join(&src.file), text)?;
     let out = work.join("out");
     let result = engine::run(&EtlOptions {
         pack: mapping.clone(),
@@ -185,7 +189,7 @@ fn explain(
             .as_ref(),
     ))
     .with_has_header(true)
-    .with_separator(src.separator.unwrap_or(',') as u8)
+    .with_separator(separator)
     .with_infer_schema_length(Some(0))
     .finish()
     .and_then(|lf| {

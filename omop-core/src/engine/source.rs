@@ -58,6 +58,51 @@ impl SourceTable {
     }
 }
 
+/// One data row of a source file as it is written, and the file's header line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataRow {
+    /// The header line, without its line end (or a UTF-8 BOM).
+    pub header: Vec<u8>,
+    /// The record, quotes and all, without its line end.
+    pub record: Vec<u8>,
+}
+
+/// Data row `row` of a source file (1-based, numbered as the engine numbers them: blank lines
+/// are not rows, and a record may span lines inside quotes), or `None` past the last row.
+pub fn data_row(path: &Path, separator: u8, row: u64) -> Result<Option<DataRow>, EtlError> {
+    let err = |message: String| EtlError::Source {
+        file: path.to_path_buf(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
+    let mut reader = simd_csv::ZeroCopyReaderBuilder::new()
+        .delimiter(separator)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(file);
+    let header = match reader.read_byte_record() {
+        Ok(Some(header)) => header.as_slice().to_vec(),
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(err(e.to_string())),
+    };
+    let mut n = 0;
+    loop {
+        match reader.read_byte_record() {
+            Ok(Some(record)) => {
+                n += 1;
+                if n == row {
+                    return Ok(Some(DataRow {
+                        header,
+                        record: record.as_slice().to_vec(),
+                    }));
+                }
+            }
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(err(e.to_string())),
+        }
+    }
+}
+
 /// Reads the header line and splits it (quotes around names are removed, a UTF-8 BOM is skipped).
 fn read_header(path: &Path, separator: u8) -> Result<Vec<String>, EtlError> {
     let file = std::fs::File::open(path).map_err(|e| EtlError::Source {
