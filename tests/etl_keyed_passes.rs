@@ -21,8 +21,13 @@ e5,p1,2020-01-05,note\n\
 e3,p1,2020-01-06,visit\n";
 
 /// A pack with visit_detail pointing to visit_occurrence through `visit_ref` and
-/// `concept_ref` (field texts).
+/// `concept_ref` (field texts); visit_occurrence keeps only visits.
 fn pack(visit_ref: &str, concept_ref: &str) -> String {
+    pack_where("\n    where: KIND == 'visit'", visit_ref, concept_ref)
+}
+
+/// [`pack`] with `visit_where` (a `where:` line, or nothing) for visit_occurrence.
+fn pack_where(visit_where: &str, visit_ref: &str, concept_ref: &str) -> String {
     format!(
         r#"name: keyed
 cdm_version: "5.4"
@@ -48,8 +53,7 @@ rules:
       person_source_value: Id
   - id: visit_occurrence
     source: encounters
-    table: visit_occurrence
-    where: KIND == 'visit'
+    table: visit_occurrence{visit_where}
     key: Id
     person: PATIENT
     fields:
@@ -188,4 +192,48 @@ fn one_pass_numbers_both_tables_like_two_passes_do() {
     let (qa, qb) = (q(one.path()), q(two.path()));
     assert!(qa.equals_missing(&qb), "{qa}\n{qb}");
     assert_eq!(text(&qa, &["_source_row"]), [["2"], ["5"]]);
+}
+
+/// When both tables keep the same rows, the second reuses the first one's key order (it is
+/// not sorted again): both are numbered in key order all the same.
+#[test]
+fn tables_with_the_same_rows_are_numbered_alike() {
+    let one = common::tempdir();
+    run(
+        one.path(),
+        &pack_where(
+            "",
+            "ref(visit_occurrence, Id)",
+            "ref(visit_occurrence, Id, 'visit_concept_id')",
+        ),
+    );
+    let text = |name: &str, columns: &[&str]| {
+        let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+        omop_core::packtest::rows_as_text(&table(one.path(), name), &columns).unwrap()
+    };
+    let expected = [
+        ["1", "2020-01-01"],
+        ["2", "2020-01-02"],
+        ["3", "2020-01-03"],
+        ["4", "2020-01-04"],
+        ["5", "2020-01-05"],
+    ];
+    assert_eq!(
+        text(
+            "visit_occurrence",
+            &["visit_occurrence_id", "visit_start_date"]
+        ),
+        expected
+    );
+    assert_eq!(
+        text(
+            "visit_detail",
+            &["visit_detail_id", "visit_detail_start_date"]
+        ),
+        expected
+    );
+    assert_eq!(
+        text("visit_detail", &["visit_occurrence_id"]),
+        [["1"], ["2"], ["3"], ["4"], ["5"]]
+    );
 }
