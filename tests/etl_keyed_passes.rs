@@ -194,8 +194,8 @@ fn one_pass_numbers_both_tables_like_two_passes_do() {
     assert_eq!(text(&qa, &["_source_row"]), [["2"], ["5"]]);
 }
 
-/// When both tables keep the same rows, the second reuses the first one's key order (it is
-/// not sorted again): both are numbered in key order all the same.
+/// When both tables of a pass keep the same rows, both are numbered in key order, and the
+/// second points to the first row for row.
 #[test]
 fn tables_with_the_same_rows_are_numbered_alike() {
     let one = common::tempdir();

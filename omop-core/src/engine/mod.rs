@@ -171,7 +171,6 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
         prefetched: HashMap::new(),
         finished: HashSet::new(),
         pending: Vec::new(),
-        last_order: None,
     };
 
     // Keyed tables first, in dependency order; then everything else.
@@ -215,7 +214,6 @@ pub fn run(opts: &EtlOptions) -> Result<RunReport, EtlError> {
         }
         stage(&format!("table {}", pass.join(" + ")), t);
     }
-    run.last_order = None;
     // Event rules stream their rows into the table files as they finish, so memory holds
     // one rule's output at a time, not the whole CDM.
     // Rules reading the same source share one pass over it (in the order of their first rule).
@@ -527,10 +525,6 @@ struct Run<'a> {
     finished: HashSet<u32>,
     /// Whole tables being written in the background.
     pending: Vec<std::thread::JoinHandle<Result<(), EtlError>>>,
-    /// The keys, tie order and id order of the keyed table numbered last: a table of a shared
-    /// pass often has the very same rows (the Synthea visit tables), and sorting 2.2 M UUID
-    /// keys again cost a third of a second.
-    last_order: Option<(StringChunked, IdxCa, IdxCa)>,
 }
 
 /// What writing rows reads.
@@ -1170,18 +1164,7 @@ impl<'a> Run<'a> {
                 .clone()
         };
         let keys = df.column(KEY).and_then(|c| c.str()).map_err(err)?;
-        let positions = match self.last_order.take() {
-            Some((k, t, p))
-                if k.len() == keys.len()
-                    && t.len() == tied.len()
-                    && t.iter().eq(tied.iter())
-                    && k.iter().eq(keys.iter()) =>
-            {
-                p
-            }
-            _ => keymap::first_by_key(keys, &tied),
-        };
-        self.last_order = Some((keys.clone(), tied.clone(), positions.clone()));
+        let positions = keymap::first_by_key(keys, &tied);
         // Ids are 1.. in key order.
         let ids = |name: &str, dtype: DataType| {
             Column::new(
