@@ -568,6 +568,18 @@ fn lit_expr(l: &Lit) -> Expr {
     }
 }
 
+/// `v` without the white space around it, as `str::trim` cuts it, but cut from the bytes when
+/// both ends are ASCII (any other white space is a multi-byte character, so a text whose ends
+/// are ASCII after ASCII white space is cut has none left to cut). Called for every date and
+/// timestamp, this took a percent of an ETL run as `str::trim`.
+fn trimmed(v: &str) -> &[u8] {
+    let b = v.as_bytes().trim_ascii();
+    match (b.first(), b.last()) {
+        (Some(first), Some(last)) if first.is_ascii() && last.is_ascii() => b,
+        _ => v.trim().as_bytes(),
+    }
+}
+
 /// True where `x` holds more than white space (false for nulls).
 fn has_text(x: Expr) -> Expr {
     x.cast(DataType::String).map(
@@ -575,7 +587,7 @@ fn has_text(x: Expr) -> Expr {
             let ca = c.str()?;
             let out: BooleanChunked = ca
                 .iter()
-                .map(|v| Some(v.is_some_and(|v| !v.trim().is_empty())))
+                .map(|v| Some(v.is_some_and(|v| !trimmed(v).is_empty())))
                 .collect();
             Ok(out.with_name(c.name().clone()).into_column())
         },
@@ -590,7 +602,7 @@ pub fn parse_date(x: Expr) -> Expr {
             let ca = c.str()?;
             let out: Int32Chunked = ca
                 .iter()
-                .map(|v| v.and_then(|v| date_days(v.trim().as_bytes())))
+                .map(|v| v.and_then(|v| date_days(trimmed(v))))
                 .collect();
             Ok(out.with_name(c.name().clone()).into_date().into_column())
         },
@@ -605,7 +617,7 @@ pub fn parse_datetime(x: Expr) -> Expr {
             let ca = c.str()?;
             let out: Int64Chunked = ca
                 .iter()
-                .map(|v| v.and_then(|v| datetime_micros(v.trim().as_bytes())))
+                .map(|v| v.and_then(|v| datetime_micros(trimmed(v))))
                 .collect();
             Ok(out
                 .with_name(c.name().clone())
@@ -756,6 +768,21 @@ mod tests {
             bad0,
             vec![Some(false), Some(false), Some(false), Some(true)]
         );
+    }
+
+    #[test]
+    fn white_space_is_trimmed_as_str_trim_trims_it() {
+        for v in [
+            " 2020-01-01\t",
+            "\u{a0}2020-01-01\u{2003} ",
+            " \u{3000} ",
+            "",
+            "   ",
+            "æ 2020 ø",
+            "\r\n2020-01-01\n",
+        ] {
+            assert_eq!(trimmed(v), v.trim().as_bytes(), "{v:?}");
+        }
     }
 
     #[test]
