@@ -250,46 +250,71 @@ pub fn lineage(
     spec: &TableSpec,
     df: &DataFrame,
 ) -> Result<DataFrame, EtlError> {
-    let rules: Vec<u32> = (0..pack.rules.len() as u32).collect();
-    let ids: Vec<&str> = pack.rules.iter().map(|r| r.id.as_str()).collect();
-    let files: Vec<&str> = pack
+    let err = |e| polars_err("lineage", e);
+    // Rule ids and source files are enums (Parquet dictionaries of a few texts each): as
+    // text, the Parquet writer hashed both of them on every row, twice (once to estimate how
+    // many distinct values there are, once to build the dictionary).
+    let files_of_rules: Vec<&str> = pack
         .rules
         .iter()
         .map(|r| sources.get(&r.source).map_or("", |s| s.file.as_str()))
         .collect();
-    let lookup = DataFrame::new(
-        rules.len(),
-        vec![
-            Column::new(RULE.into(), rules),
-            Column::new("rule_id".into(), ids),
-            Column::new("source_file".into(), files),
-        ],
-    )
-    .map_err(|e| polars_err("lineage", e))?;
-    let (base, id) = match spec.primary_key() {
-        Some(pk) => (df.clone().lazy(), col(pk.name)),
-        None => (
-            df.clone().lazy().with_row_index("row", Some(0)),
-            col("row").cast(DataType::Int64),
-        ),
-    };
-    let mut sel = vec![
-        id,
-        col("rule_id"),
-        col("source_file"),
-        col(ROW).alias("source_row"),
-    ];
-    if df.column(KEY).is_ok() {
-        sel.push(col(KEY).alias("source_key"));
+    let mut files: Vec<&str> = Vec::new();
+    for f in &files_of_rules {
+        if !files.contains(f) {
+            files.push(f);
+        }
     }
-    let args = JoinArgs {
-        maintain_order: MaintainOrderJoin::Left,
-        ..JoinArgs::new(JoinType::Left)
+    let file_of_rule: Vec<IdxSize> = files_of_rules
+        .iter()
+        .map(|f| files.iter().position(|g| g == f).unwrap_or_default() as IdxSize)
+        .collect();
+    let rule = df
+        .column(RULE)
+        .and_then(|c| c.cast(&IDX_DTYPE))
+        .map_err(err)?;
+    let rule = rule.idx().map_err(err)?;
+    let rule_id = enum_column("rule_id", pack.rules.iter().map(|r| r.id.as_str()), rule)?;
+    let file_codes = IdxCa::from_vec("source_file".into(), file_of_rule)
+        .take(rule)
+        .map_err(err)?;
+    let file = enum_column("source_file", files.iter().copied(), &file_codes)?;
+    let id = match spec.primary_key() {
+        Some(pk) => df.column(pk.name).map_err(err)?.clone(),
+        None => Column::new("row".into(), (0..df.height() as i64).collect::<Vec<i64>>()),
     };
-    base.join(lookup.lazy(), [col(RULE)], [col(RULE)], args)
-        .select(sel)
-        .collect()
-        .map_err(|e| polars_err("lineage", e))
+    let mut columns = vec![
+        id,
+        rule_id,
+        file,
+        df.column(ROW)
+            .map_err(err)?
+            .clone()
+            .with_name("source_row".into()),
+    ];
+    if let Ok(key) = df.column(KEY) {
+        columns.push(key.clone().with_name("source_key".into()));
+    }
+    DataFrame::new(df.height(), columns).map_err(err)
+}
+
+/// A column named `name` of the enum whose categories are `categories`, the nth being
+/// category n: `codes` says which category each row has.
+fn enum_column<'a>(
+    name: &str,
+    categories: impl IntoIterator<Item = &'a str>,
+    codes: &IdxCa,
+) -> Result<Column, EtlError> {
+    let err = |e| polars_err("lineage", e);
+    let categories = FrozenCategories::new(categories).map_err(err)?;
+    let physical = categories.physical().dtype();
+    codes
+        .clone()
+        .with_name(name.into())
+        .into_column()
+        .cast(&physical)
+        .and_then(|c| c.cast(&DataType::from_frozen_categories(categories)))
+        .map_err(err)
 }
 
 /// Writes the rejected source rows of a rule, with their declared columns, to
@@ -423,6 +448,76 @@ mod tests {
             let file = std::fs::File::open(staging.dir.join(rel)).unwrap();
             let back = ParquetReader::new(file).finish().unwrap();
             assert_eq!(back.height(), 3, "{rel}");
+        }
+    }
+
+    /// Lineage names each row's rule and source file (enums whose categories are the rules in
+    /// pack order and the files in order of first use), and survives a Parquet round trip.
+    #[test]
+    fn lineage_names_rules_and_files() {
+        let pack = crate::mapping::parse_pack(
+            r#"name: t
+cdm_version: "5.4"
+sources:
+  one: {file: one.csv, columns: [P, D]}
+  two: {file: two.csv, columns: [P, D]}
+rules:
+  - {id: first, source: two, table: death, person: P, fields: {death_date: date(D)}}
+  - {id: second, source: one, table: death, person: P, fields: {death_date: date(D)}}
+  - {id: third, source: two, table: death, person: P, fields: {death_date: date(D)}}
+"#,
+            Path::new("pack.yaml"),
+        )
+        .unwrap();
+        let sources: BTreeMap<String, SourceTable> = [("one", "one.csv"), ("two", "two.csv")]
+            .into_iter()
+            .map(|(name, file)| {
+                let table = SourceTable {
+                    path: PathBuf::from(file),
+                    file: file.to_string(),
+                    separator: b',',
+                    columns: vec!["P".into(), "D".into()],
+                };
+                (name.to_string(), table)
+            })
+            .collect();
+        let spec = crate::cdm::table(crate::cdm::CdmVersion::V54, "death").unwrap();
+        let rows = df!(
+            "person_id" => [1i64, 2, 3, 4],
+            RULE => [2u32, 0, 1, 2],
+            ROW => [5u64, 6, 7, 8],
+        )
+        .unwrap();
+        let mut lin = lineage(&pack, &sources, spec, &rows).unwrap();
+        assert!(matches!(
+            lin.column("rule_id").unwrap().dtype(),
+            DataType::Enum(..)
+        ));
+        let tmp = tempfile::tempdir().unwrap();
+        let staging = Staging::create(&tmp.path().join("out")).unwrap();
+        staging.write_parquet("lineage.parquet", &mut lin).unwrap();
+        let file = std::fs::File::open(staging.dir.join("lineage.parquet")).unwrap();
+        let back = ParquetReader::new(file).finish().unwrap();
+        for df in [&lin, &back] {
+            let text = crate::packtest::rows_as_text(
+                df,
+                &[
+                    "row".into(),
+                    "rule_id".into(),
+                    "source_file".into(),
+                    "source_row".into(),
+                ],
+            )
+            .unwrap();
+            assert_eq!(
+                text,
+                [
+                    ["0", "third", "two.csv", "5"],
+                    ["1", "first", "two.csv", "6"],
+                    ["2", "second", "one.csv", "7"],
+                    ["3", "third", "two.csv", "8"],
+                ]
+            );
         }
     }
 }
