@@ -2,7 +2,8 @@
 
 mod common;
 
-use omop_core::engine::{self, EtlError, EtlOptions};
+use omop_core::engine::report::SourceReport;
+use omop_core::engine::{self, EtlError, EtlOptions, RunReport};
 use omop_core::mapping::{self, PackError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,9 +11,10 @@ use std::path::{Path, PathBuf};
 const PATIENT: &str =
     "p1,1980-01-01,,white,nonhispanic,F,1 Main St,Boston,Massachusetts,Suffolk,02110";
 
-fn opts(dir: &Path, pack: PathBuf, src: PathBuf, vocab: PathBuf) -> EtlOptions {
+/// The Synthea pack over `src` and `vocab`, writing into `dir`.
+fn opts(dir: &Path, src: PathBuf, vocab: PathBuf) -> EtlOptions {
     EtlOptions {
-        pack,
+        pack: common::root().join("mappings/synthea"),
         source: src,
         vocab,
         vocab_cache: Some(dir.join("vc")),
@@ -89,13 +91,7 @@ fn a_source_missing_a_column_names_the_file_and_the_column() {
     let (src, vocab) = common::synthea_sources(tmp.path(), &[("patients.csv", &[PATIENT])]);
     let conditions = src.join("conditions.csv");
     std::fs::write(&conditions, "START,STOP,PATIENT,ENCOUNTER,DESCRIPTION\n").unwrap();
-    let err = engine::run(&opts(
-        tmp.path(),
-        common::root().join("mappings/synthea"),
-        src,
-        vocab,
-    ))
-    .unwrap_err();
+    let err = engine::run(&opts(tmp.path(), src, vocab)).unwrap_err();
     let EtlError::MissingColumn { file, column, .. } = &err else {
         panic!("expected a missing column, got {err}")
     };
@@ -132,21 +128,9 @@ fn unparseable_dates_and_numbers_go_to_quarantine_with_their_row_and_reason() {
             ),
         ],
     );
-    let o = opts(
-        tmp.path(),
-        common::root().join("mappings/synthea"),
-        src,
-        vocab,
-    );
+    let o = opts(tmp.path(), src, vocab);
     let report = engine::run(&o).expect("the run succeeds; bad rows are quarantined");
-    let rule = |id: &str| {
-        report
-            .sources
-            .iter()
-            .find(|r| r.rule == id)
-            .expect("rule in report")
-            .clone()
-    };
+    let rule = |id: &str| rule_report(&report, id).clone();
     let conditions = rule("conditions");
     assert_eq!(
         (
@@ -226,18 +210,9 @@ fn quarantined_rows_are_the_rejected_records_when_the_file_has_blank_lines() {
             ),
         ],
     );
-    let o = opts(
-        tmp.path(),
-        common::root().join("mappings/synthea"),
-        src,
-        vocab,
-    );
+    let o = opts(tmp.path(), src, vocab);
     let report = engine::run(&o).expect("the run succeeds; the bad row is quarantined");
-    let conditions = report
-        .sources
-        .iter()
-        .find(|r| r.rule == "conditions")
-        .expect("the conditions rule is reported");
+    let conditions = rule_report(&report, "conditions");
     assert_eq!(
         (
             conditions.rows_read,
@@ -268,12 +243,7 @@ fn a_failed_run_leaves_the_previous_output_untouched() {
             ("conditions.csv", &["2020-01-01,,p1,,44054006"]),
         ],
     );
-    let o = opts(
-        tmp.path(),
-        common::root().join("mappings/synthea"),
-        src.clone(),
-        vocab,
-    );
+    let o = opts(tmp.path(), src.clone(), vocab);
     engine::run(&o).expect("first run");
     let before = snapshot(&o.out);
     assert!(before.len() > 10, "the first run wrote its tables");
@@ -296,6 +266,15 @@ fn a_failed_run_leaves_the_previous_output_untouched() {
         leftovers.is_empty(),
         "the staging folder is removed: {leftovers:?}"
     );
+}
+
+/// What the report says of rule `id`.
+fn rule_report<'r>(report: &'r RunReport, id: &str) -> &'r SourceReport {
+    report
+        .sources
+        .iter()
+        .find(|r| r.rule == id)
+        .unwrap_or_else(|| panic!("rule {id} in the report"))
 }
 
 /// Every file under `dir` with its bytes.

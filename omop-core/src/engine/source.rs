@@ -510,13 +510,7 @@ mod tests {
         let body = &text.as_bytes()[text.find('\n').unwrap() + 1..];
         let layout = layout(&["ID", "NOTE", "CODE"], &["NOTE", "ID"], b',');
         assert!(all.equals_missing(&polars_records(body, &["ID", "NOTE", "CODE"], &layout)));
-        let rows: Vec<u64> = all
-            .column(ROW)
-            .unwrap()
-            .u64()
-            .unwrap()
-            .into_no_null_iter()
-            .collect();
+        let rows = row_numbers(&all);
         assert_eq!(rows, (1..=500).collect::<Vec<u64>>());
         let note = all
             .column("NOTE")
@@ -670,6 +664,15 @@ mod tests {
         }
     }
 
+    fn row_numbers(df: &DataFrame) -> Vec<u64> {
+        df.column(ROW)
+            .unwrap()
+            .u64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect()
+    }
+
     fn texts(df: &DataFrame, column: &str) -> Vec<Option<String>> {
         df.column(column)
             .unwrap()
@@ -690,13 +693,7 @@ mod tests {
         let df = parse_records(b"a,b\n\n\r\nc,\"\"\n", &layout, 1).unwrap();
         assert_eq!(texts(&df, "A"), [s("a"), s("c")]);
         assert_eq!(texts(&df, "B"), [s("b"), s("")]);
-        let rows: Vec<u64> = df
-            .column(ROW)
-            .unwrap()
-            .u64()
-            .unwrap()
-            .into_no_null_iter()
-            .collect();
+        let rows = row_numbers(&df);
         assert_eq!(rows, [1, 2]);
 
         // A quote inside an unquoted field starts a quoted run, up to the next quote.
@@ -730,13 +727,7 @@ mod tests {
             if let Ok(df) = parse_records(&body, &layout, 1) {
                 let lines = memchr::memchr_iter(b'\n', &body).count() + 1;
                 assert!(df.height() <= lines, "seed {seed}: {body:?}");
-                let rows: Vec<u64> = df
-                    .column(ROW)
-                    .unwrap()
-                    .u64()
-                    .unwrap()
-                    .into_no_null_iter()
-                    .collect();
+                let rows = row_numbers(&df);
                 assert_eq!(rows, (1..=df.height() as u64).collect::<Vec<_>>());
             }
         }
