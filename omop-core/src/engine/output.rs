@@ -299,7 +299,8 @@ pub fn lineage(
 }
 
 /// A column named `name` of the enum whose categories are `categories`, the nth being
-/// category n: `codes` says which category each row has.
+/// category n: `codes` says which category each row has. (Casting the codes to the enum type
+/// would do the same, but polars prints a deprecation warning for every such cast.)
 fn enum_column<'a>(
     name: &str,
     categories: impl IntoIterator<Item = &'a str>,
@@ -307,14 +308,29 @@ fn enum_column<'a>(
 ) -> Result<Column, EtlError> {
     let err = |e| polars_err("lineage", e);
     let categories = FrozenCategories::new(categories).map_err(err)?;
-    let physical = categories.physical().dtype();
-    codes
+    let physical = categories.physical();
+    let dtype = DataType::from_frozen_categories(categories);
+    let codes = codes
         .clone()
         .with_name(name.into())
-        .into_column()
-        .cast(&physical)
-        .and_then(|c| c.cast(&DataType::from_frozen_categories(categories)))
-        .map_err(err)
+        .into_series()
+        .cast(&physical.dtype())
+        .map_err(err)?;
+    let series = match physical {
+        CategoricalPhysical::U8 => {
+            Categorical8Chunked::from_cats_and_dtype(codes.u8().map_err(err)?.clone(), dtype)
+                .into_series()
+        }
+        CategoricalPhysical::U16 => {
+            Categorical16Chunked::from_cats_and_dtype(codes.u16().map_err(err)?.clone(), dtype)
+                .into_series()
+        }
+        CategoricalPhysical::U32 => {
+            Categorical32Chunked::from_cats_and_dtype(codes.u32().map_err(err)?.clone(), dtype)
+                .into_series()
+        }
+    };
+    Ok(series.into_column())
 }
 
 /// Writes the rejected source rows of a rule, with their declared columns, to
