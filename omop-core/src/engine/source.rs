@@ -75,11 +75,7 @@ pub fn data_row(path: &Path, separator: u8, row: u64) -> Result<Option<DataRow>,
         message,
     };
     let file = std::fs::File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
-    let mut reader = simd_csv::ZeroCopyReaderBuilder::new()
-        .delimiter(separator)
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(file);
+    let mut reader = records(separator, file);
     let header = match reader.read_byte_record() {
         Ok(Some(header)) => header.as_slice().to_vec(),
         Ok(None) => return Ok(None),
@@ -116,19 +112,27 @@ fn read_header(path: &Path, separator: u8) -> Result<Vec<String>, EtlError> {
             file: path.to_path_buf(),
             message: format!("cannot read the header line: {e}"),
         })?;
-    let line = line
-        .trim_start_matches('\u{feff}')
-        .trim_end_matches(['\r', '\n']);
-    if line.is_empty() {
+    if strip_header(&line).is_empty() {
         return Err(EtlError::Source {
             file: path.to_path_buf(),
             message: "the file is empty: expected a header line".into(),
         });
     }
-    Ok(line
+    Ok(header_names(&line, separator))
+}
+
+/// A header line without a UTF-8 BOM and its line end.
+fn strip_header(line: &str) -> &str {
+    line.trim_start_matches('\u{feff}')
+        .trim_end_matches(['\r', '\n'])
+}
+
+/// The column names of a header line, each without the white space and quotes around it.
+fn header_names(line: &str, separator: u8) -> Vec<String> {
+    strip_header(line)
         .split(separator as char)
         .map(|h| h.trim().trim_matches('"').to_string())
-        .collect())
+        .collect()
 }
 
 /// Bytes of source text parsed at once by a [`ChunkReader`].
@@ -195,14 +199,7 @@ impl<'a> ChunkReader<'a> {
         let buf = reader.buffer().to_vec();
         let hi = buf.len();
         let file = reader.into_inner();
-        let text = String::from_utf8_lossy(&header);
-        let text = text
-            .trim_start_matches('\u{feff}')
-            .trim_end_matches(['\r', '\n']);
-        let names: Vec<&str> = text
-            .split(source.separator as char)
-            .map(|n| n.trim().trim_matches('"'))
-            .collect();
+        let names = header_names(&String::from_utf8_lossy(&header), source.separator);
         // A repeated header name means its first field.
         let columns = source
             .columns
@@ -212,11 +209,10 @@ impl<'a> ChunkReader<'a> {
                     .iter()
                     .position(|n| n == c)
                     .map(|i| (PlSmallStr::from(c.as_str()), i))
-                    .ok_or_else(|| {
-                        err(format!(
-                            "missing column `{c}` (the file has: {})",
-                            names.join(", ")
-                        ))
+                    .ok_or_else(|| EtlError::MissingColumn {
+                        file: source.path.clone(),
+                        column: c.clone(),
+                        found: names.join(", "),
                     })
             })
             .collect::<Result<_, _>>()?;
@@ -382,6 +378,16 @@ fn parse_records(body: &[u8], layout: &Layout, first: u64) -> Result<DataFrame, 
     DataFrame::new(rows, out).map_err(|e| e.to_string())
 }
 
+/// The records of `input`, split by the rules [`parse_records`] documents (the header, if
+/// any, is the first record; records may have any number of fields).
+fn records<R: Read>(separator: u8, input: R) -> simd_csv::ZeroCopyReader<R> {
+    simd_csv::ZeroCopyReaderBuilder::new()
+        .delimiter(separator)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(input)
+}
+
 /// The declared columns of one run of whole records.
 struct Part {
     columns: Vec<StringChunked>,
@@ -391,17 +397,10 @@ struct Part {
 /// Parses one run of whole records (see [`parse_records`]). An error gives the 0-based record
 /// it is about.
 fn parse_part(part: &[u8], layout: &Layout) -> Result<Part, (usize, String)> {
-    let records = || {
-        simd_csv::ZeroCopyReaderBuilder::new()
-            .delimiter(layout.separator)
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(part)
-    };
     if let Err(e) = std::str::from_utf8(part) {
         // The record that holds the first byte that is not UTF-8.
         let at = e.valid_up_to() as u64;
-        let mut reader = records();
+        let mut reader = records(layout.separator, part);
         let mut record = 0;
         while let Ok(Some(_)) = reader.read_byte_record() {
             if reader.position() > at {
@@ -418,7 +417,7 @@ fn parse_part(part: &[u8], layout: &Layout) -> Result<Part, (usize, String)> {
         .iter()
         .map(|(name, _)| StringChunkedBuilder::new(name.clone(), capacity))
         .collect();
-    let mut reader = records();
+    let mut reader = records(layout.separator, part);
     let mut rows = 0;
     loop {
         let record = match reader.read_byte_record() {
