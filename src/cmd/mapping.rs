@@ -182,26 +182,7 @@ fn explain(
         src.file
     );
     // Only the columns the pack declares are shown: the others (e.g. identity numbers) are never read.
-    let one_row = LazyCsvReader::new(PlRefPath::new(
-        work.join("source")
-            .join(&src.file)
-            .to_string_lossy()
-            .as_ref(),
-    ))
-    .with_has_header(true)
-    .with_separator(separator)
-    .with_infer_schema_length(Some(0))
-    .finish()
-    .and_then(|lf| {
-        lf.select(
-            src.columns
-                .iter()
-                .map(|c| col(c.as_str()))
-                .collect::<Vec<_>>(),
-        )
-        .collect()
-    })
-    .map_err(|e| CliError::failed(e.to_string()))?;
+    let one_row = engine::read_source(src, &work.join("source"))?;
     for c in one_row.columns() {
         let v = c.get(0).map(|v| v.to_string()).unwrap_or_default();
         outln!("  {:<34} {v}", format!("{}:", c.name()));

@@ -22,7 +22,7 @@ mod source;
 mod vocab;
 
 pub use report::RunReport;
-pub use source::{DataRow, data_row};
+pub use source::{DataRow, data_row, read_source};
 pub use vocab::VocabTables;
 
 use crate::cdm::{self, CdmVersion, TableSpec};

@@ -58,6 +58,29 @@ impl SourceTable {
     }
 }
 
+/// The declared columns (as text) of every row of `source` in `dir`, read as the ETL reads
+/// them. Meant for small files: all rows are held at once.
+pub fn read_source(source: &Source, dir: &Path) -> Result<DataFrame, EtlError> {
+    let table = SourceTable::open(source, dir)?;
+    let mut reader = table.chunks()?;
+    let mut all: Option<DataFrame> = None;
+    while let Some(chunk) = reader.next_chunk()? {
+        match &mut all {
+            Some(all) => {
+                all.vstack_mut_owned(chunk)
+                    .map_err(|e| super::polars_err(&source.file, e))?;
+            }
+            None => all = Some(chunk),
+        }
+    }
+    match all {
+        Some(all) => all
+            .drop(ROW)
+            .map_err(|e| super::polars_err(&source.file, e)),
+        None => Ok(DataFrame::empty()),
+    }
+}
+
 /// One data row of a source file as it is written, and the file's header line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataRow {
