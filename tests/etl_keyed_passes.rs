@@ -108,6 +108,12 @@ fn table(dir: &Path, name: &str) -> DataFrame {
     common::read_parquet(&dir.join("cdm").join(format!("{name}.parquet")))
 }
 
+/// `columns` of `df`, row by row, as text.
+fn text(df: &DataFrame, columns: &[&str]) -> Vec<Vec<String>> {
+    let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+    omop_core::packtest::rows_as_text(df, &columns).unwrap()
+}
+
 fn rule<'r>(report: &'r RunReport, id: &str) -> &'r engine::report::SourceReport {
     report.sources.iter().find(|s| s.rule == id).unwrap()
 }
@@ -162,10 +168,6 @@ fn one_pass_numbers_both_tables_like_two_passes_do() {
         assert!(a.equals_missing(&b), "{name}:\n{a}\n{b}");
     }
     let vd = table(one.path(), "visit_detail");
-    let text = |df: &DataFrame, columns: &[&str]| {
-        let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
-        omop_core::packtest::rows_as_text(df, &columns).unwrap()
-    };
     // Keys e2, e3, e4 in key order: visit ids 1, 2, 3 and detail ids 1, 2, 3 (e1 and e5
     // rejected); the repeated e3 is one row, the first.
     assert_eq!(
@@ -207,10 +209,7 @@ fn tables_with_the_same_rows_are_numbered_alike() {
             "ref(visit_occurrence, Id, 'visit_concept_id')",
         ),
     );
-    let text = |name: &str, columns: &[&str]| {
-        let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
-        omop_core::packtest::rows_as_text(&table(one.path(), name), &columns).unwrap()
-    };
+    let text = |name: &str, columns: &[&str]| text(&table(one.path(), name), columns);
     let expected = [
         ["1", "2020-01-01"],
         ["2", "2020-01-02"],
